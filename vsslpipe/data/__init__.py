@@ -1,0 +1,1 @@
+"""Dataset index, HDF5 stores (frames, flow) and clip datasets."""

@@ -1,0 +1,1 @@
+"""Evaluation: feature export, retrieval, linear probe, fine-tuning, results."""

@@ -1,0 +1,1 @@
+"""TV-L1 optical flow: the OpenCV reference backend and a batched PyTorch backend."""

@@ -1,0 +1,1 @@
+"""Loss functions (InfoNCE, NT-Xent, multi-positive, LTCL, shuffle-degree prediction)."""

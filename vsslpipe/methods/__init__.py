@@ -1,0 +1,1 @@
+"""Self-supervised methods: how backbones, heads and losses combine (chosen by name)."""

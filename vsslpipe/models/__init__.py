@@ -1,0 +1,16 @@
+"""Backbones (chosen by name through :data:`BACKBONES`) and projection heads.
+
+A backbone maps a clip ``(B, C, T, H, W)`` float tensor to a pooled feature ``(B, feature_dim)``;
+``C`` is 3 for RGB and 2 for flow. Modules register themselves on import of this package.
+"""
+from ..registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
+
+
+def build_backbone(name: str, in_channels: int = 3, **kwargs):
+    """A backbone by registry name, e.g. ``build_backbone("r3d_18", in_channels=2)``."""
+    return BACKBONES.build(name, in_channels=in_channels, **kwargs)
+
+
+from . import tiny3d  # noqa: E402,F401  (registers "tiny3d")

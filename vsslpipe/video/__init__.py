@@ -1,0 +1,1 @@
+"""Video I/O through ffmpeg (decode, encode) and the synthetic motion dataset."""
