@@ -21,12 +21,12 @@ from .common import ParamsOpt, WorkersOpt, echo, report_user_errors
 class SynthConfig:
     out: Path = Path("data/synth")
     num_classes: int = 10
-    groups: int = 8
+    groups: int = 6
     clips_per_group: int = 3
     test_groups: int = 2
-    frames: int = 40
-    height: int = 64
-    width: int = 80
+    frames: int = 32
+    height: int = 48
+    width: int = 64
     fps: float = 25.0
     seed: int = 0
     workers: int = 2

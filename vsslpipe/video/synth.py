@@ -33,12 +33,12 @@ SHAPES = ("triangle", "rectangle", "arrow", "ell", "star", "kite")
 @dataclass(frozen=True)
 class SynthSpec:
     num_classes: int = 10
-    groups: int = 8              # like UCF101's gXX: one appearance "source" per group
+    groups: int = 6              # like UCF101's gXX: one appearance "source" per group
     clips_per_group: int = 3
     test_groups: int = 2         # groups 1..test_groups form the test split
-    frames: int = 40
-    height: int = 64
-    width: int = 80
+    frames: int = 32
+    height: int = 48
+    width: int = 64
     fps: float = 25.0
     seed: int = 0
 
