@@ -47,9 +47,9 @@ def decode_jpeg(data: np.ndarray) -> np.ndarray:
 
 def write_video_group(group: h5py.Group, jpegs: Sequence[np.ndarray], height: int, width: int,
                       fps: float, source: str) -> None:
-    ds = group.create_dataset("frames", shape=(len(jpegs),), dtype=JPEG_DTYPE)
-    for i, buf in enumerate(jpegs):
-        ds[i] = buf
+    data = np.empty(len(jpegs), dtype=object)
+    data[:] = list(jpegs)
+    ds = group.create_dataset("frames", data=data, dtype=JPEG_DTYPE)  # one write, not one per frame
     ds.attrs.update(num_frames=len(jpegs), height=height, width=width, fps=float(fps), source=source)
 
 

@@ -15,7 +15,7 @@ from ..atomic import write_text_atomic
 from ..data import h5parts
 from ..data.framestore import SCHEMA, SCHEMA_VERSION, encode_jpeg, write_video_group
 from ..progress import ProgressBar
-from .ffmpeg import VideoDecodeError, decode_frames, ffmpeg_version, probe, resized_size
+from .ffmpeg import VideoDecodeError, decode_video, ffmpeg_version
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,11 @@ def extract_one(task: tuple[str, str, str, ExtractSettings, int]) -> tuple[str, 
     """Decode one video into its part file; returns (video id, frames, failure reason or None)."""
     video_id, source, scratch, settings, threads = task
     try:
-        info = probe(source)
-        width, height = resized_size(info.width, info.height, settings.short_side)
-        jpegs = []
-        for batch in decode_frames(source, (width, height), settings.fps, threads=threads):
-            jpegs.extend(encode_jpeg(frame, settings.jpeg_quality) for frame in batch)
-        fps = settings.fps or info.fps
+        video = decode_video(source, settings.short_side, settings.fps, threads=threads)
+        jpegs = [encode_jpeg(frame, settings.jpeg_quality) for frame in video.frames]
+        fps = settings.fps or video.source_fps
         h5parts.write_part(Path(scratch), video_id, lambda g: write_video_group(
-            g, jpegs, height, width, fps, source))
+            g, jpegs, video.height, video.width, fps, source))
         return video_id, len(jpegs), None
     except VideoDecodeError as exc:
         return video_id, 0, str(exc)
@@ -92,7 +89,9 @@ def extract_videos(manifest: pd.DataFrame, videos_root: Path, out: Path, setting
     failed: dict[str, str] = {}
     with ProgressBar(len(tasks), "extract", unit="videos", enabled=progress) as bar:
         if workers > 1 and len(tasks) > 1:
-            with mp.get_context("forkserver").Pool(workers) as pool:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])  # workers start with the imports done
+            with ctx.Pool(workers) as pool:
                 outcomes = pool.imap_unordered(extract_one, tasks, chunksize=1)
                 for video_id, n, reason in outcomes:
                     _record(result, failed, video_id, n, reason)

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -101,52 +101,110 @@ def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
-def decode_frames(path: str | Path, size: tuple[int, int], fps: Optional[float] = None,
-                  threads: int = 0, pix_fmt: str = "bgr24",
-                  chunk_frames: int = 32) -> Iterator[np.ndarray]:
-    """Yield batches of decoded frames, shape (n, H, W, 3) uint8, in decoding order.
+class _StderrReader(threading.Thread):
+    """Drains ffmpeg's stderr (so it can never block on a full pipe) and finds the output size."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream, self.lines = stream, []
+        self.output_size: Optional[tuple[int, int]] = None
+        self.input_fps = 0.0
+        self.header_done = threading.Event()
+
+    def run(self) -> None:
+        in_output = False
+        for raw in iter(self.stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.lines.append(line)
+            if line.startswith("Output #"):
+                in_output = True
+            match = _VIDEO_LINE.search(line)
+            if match and not in_output and not self.input_fps:
+                fps = _FPS.search(match.group("rest"))
+                if fps:
+                    self.input_fps = float(fps.group(1)) * (1000 if fps.group(2) else 1)
+            if match and in_output and self.output_size is None:
+                size = _SIZE.search(match.group("rest"))
+                if size:
+                    self.output_size = (int(size.group(1)), int(size.group(2)))
+                    self.header_done.set()
+        self.header_done.set()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _short_side_filter(video, short_side: int):
+    """Scale so the short side is ``short_side`` (the other side even), orientation-agnostic."""
+    return video.filter("scale", w=f"if(lte(iw,ih),{short_side},-2)",
+                        h=f"if(lte(iw,ih),-2,{short_side})", flags="area")
+
+
+@dataclass
+class DecodedVideo:
+    width: int
+    height: int
+    source_fps: float
+    frames: np.ndarray   # (T, H, W, 3) uint8
+
+
+def decode_video(path: str | Path, short_side: int = 0, fps: Optional[float] = None,
+                 threads: int = 0, pix_fmt: str = "bgr24",
+                 size: Optional[tuple[int, int]] = None) -> DecodedVideo:
+    """Decode every frame of the first video stream, in decoding order, in one ffmpeg process.
 
     Every frame the decoder emits is passed through once (``-fps_mode passthrough``): ffmpeg
     neither duplicates nor drops frames to reach a constant rate unless ``fps`` asks it to
-    resample. Raises VideoDecodeError when ffmpeg fails or decodes nothing.
+    resample. The output size (``size``, else the short side scaled to ``short_side``, 0 keeps
+    it) is read from ffmpeg's own header, so no separate probe process is needed.
+    Raises VideoDecodeError when ffmpeg fails or decodes nothing.
     """
     path = Path(path)
-    width, height = size
-    stream = ffmpeg.input(str(path), threads=threads)
-    video = stream.video
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoDecodeError("empty file")
+    video = ffmpeg.input(str(path), threads=threads).video
     if fps:
         video = video.filter("fps", fps=fps)
-    video = video.filter("scale", width, height, flags="area")
+    if size is not None:
+        video = video.filter("scale", size[0], size[1], flags="area")
+    elif short_side > 0:
+        video = _short_side_filter(video, short_side)
     out = ffmpeg.output(video, "pipe:", format="rawvideo", pix_fmt=pix_fmt, fps_mode="passthrough")
     args = ffmpeg.compile(out, cmd=ffmpeg_binary())
-    args = [args[0], "-nostdin", "-hide_banner", "-loglevel", "error"] + args[1:]
-    frame_bytes = width * height * 3
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err)
-        total = 0
-        try:
+    args = [args[0], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"] + args[1:]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = _StderrReader(proc.stderr)
+    reader.start()
+    chunks: list[bytes] = []
+    try:
+        reader.header_done.wait()
+        if reader.output_size is not None:
             assert proc.stdout is not None
-            while True:
-                buf = proc.stdout.read(frame_bytes * chunk_frames)
-                if not buf:
-                    break
-                n = len(buf) // frame_bytes
-                if n:
-                    total += n
-                    yield np.frombuffer(buf[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
-                if len(buf) % frame_bytes:
-                    break  # a truncated last frame: ffmpeg died mid-write
-            code = proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        err.seek(0)
-        stderr = err.read().decode("utf-8", "replace")
+            chunks = list(iter(lambda: proc.stdout.read(1 << 20), b""))
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join()
     if code != 0:
-        raise VideoDecodeError(f"ffmpeg exit status {code}: {_last_error(stderr, path)}")
-    if total == 0:
-        raise VideoDecodeError(f"no frames decoded ({_last_error(stderr, path) if stderr.strip() else 'empty stream'})")
+        raise VideoDecodeError(f"ffmpeg exit status {code}: {_last_error(reader.text, path)}")
+    if reader.output_size is None:
+        raise VideoDecodeError(f"no video stream ({_last_error(reader.text, path)})")
+    width, height = reader.output_size
+    data = b"".join(chunks)
+    n = len(data) // (width * height * 3)
+    if n == 0:
+        raise VideoDecodeError("no frames decoded")
+    frames = np.frombuffer(data, np.uint8, count=n * width * height * 3).reshape(n, height, width, 3)
+    return DecodedVideo(width, height, reader.input_fps, frames)
+
+
+def decode_frames(path: str | Path, size: tuple[int, int], fps: Optional[float] = None,
+                  threads: int = 0, pix_fmt: str = "bgr24") -> Iterator[np.ndarray]:
+    """Frames resized to ``size`` (W, H), as one (T, H, W, 3) batch (see :func:`decode_video`)."""
+    yield decode_video(path, fps=fps, threads=threads, pix_fmt=pix_fmt, size=size).frames
 
 
 def encode_video(frames: np.ndarray, path: str | Path, fps: float, codec: str = "mpeg4",

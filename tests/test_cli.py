@@ -1,0 +1,38 @@
+"""The `vsslpipe` command: every stage has --help; the package installs `stages` namespaced."""
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vsslpipe.stages.cli import STAGES, app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_root_help_lists_every_stage():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name, _ in STAGES:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", [name for name, _ in STAGES])
+def test_every_command_has_help(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output and len(result.output.strip().splitlines()) > 3
+
+
+def test_packages_listed_and_stages_namespaced():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setup = project["tool"]["setuptools"]
+    assert setup["package-dir"]["vsslpipe.stages"] == "stages"
+    assert "stages" not in setup["packages"]
+    folders = {"vsslpipe." + ".".join(p.parent.relative_to(ROOT / "vsslpipe").parts)
+               for p in (ROOT / "vsslpipe").rglob("__init__.py")}
+    folders = {f.rstrip(".") for f in folders}
+    assert folders | {"vsslpipe.stages"} == set(setup["packages"])
+    assert re.search(r'vsslpipe = "vsslpipe\.stages\.cli:main"', (ROOT / "pyproject.toml").read_text())
