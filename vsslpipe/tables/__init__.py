@@ -1,0 +1,1 @@
+"""Paper tables as named, runnable objects: definitions in params.yaml, rows as DVC experiments."""
