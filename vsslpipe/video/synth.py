@@ -2,9 +2,10 @@
 
 Each class is a motion of one object: translation in four directions, rotation either way,
 approach (growing) and recede (shrinking) — the same frames in opposite temporal order —, and
-horizontal or vertical oscillation. Everything a single frame shows is drawn at random per video
-(background texture, object shape and colour, start position, size, camera jitter, noise), so
-only spatio-temporal features separate the classes. Videos are real encoded files (MPEG-4 Part 2
+horizontal or vertical oscillation. Appearance (background texture, object shape, colour and
+size, noise level) is drawn at random per group and shared by every class of the group, and the
+start position, speed, phase and camera jitter per clip, so only spatio-temporal features
+separate the classes — and, within a group, even the videos. Videos are real encoded files (MPEG-4 Part 2
 in AVI, like UCF101's XviD), so the default pipeline runs the same decode path a real dataset does.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ SHAPES = ("triangle", "rectangle", "arrow", "ell", "star", "kite")
 @dataclass(frozen=True)
 class SynthSpec:
     num_classes: int = 10
-    groups: int = 6              # like UCF101's gXX: one appearance "source" per group
+    groups: int = 6              # like UCF101's gXX: one appearance per group (all classes)
     clips_per_group: int = 3
     test_groups: int = 2         # groups 1..test_groups form the test split
     frames: int = 32
@@ -137,23 +138,23 @@ def render_video(cls: str, spec: SynthSpec, look: np.random.Generator,
                  rng: np.random.Generator) -> np.ndarray:
     """(frames, H, W, 3) uint8 BGR frames of one video of class ``cls``.
 
-    ``look`` draws the appearance (shared by a group's clips, like UCF101's groups: same
-    actor and background), ``rng`` the motion, camera jitter and noise of this clip.
+    ``look`` draws the appearance (shared by every video of a group, whatever its class),
+    ``rng`` the motion, camera jitter and noise of this clip.
     """
     h, w, t = spec.height, spec.width, spec.frames
     margin = 8
     background = _background(look, h, w, margin)
     shape = _shape_polygon(SHAPES[int(look.integers(len(SHAPES)))])
-    size = look.uniform(0.12, 0.18) * min(h, w)
+    size = look.uniform(0.2, 0.28) * min(h, w)
     colour = cv2.cvtColor(np.uint8([[[look.integers(0, 180), look.integers(120, 256),
                                       look.integers(120, 256)]]]), cv2.COLOR_HSV2BGR)[0, 0]
     colour = tuple(int(c) for c in colour)
     outline = tuple(int(255 - c) for c in colour)
-    noise_sigma = float(look.uniform(0, 6))
-    jitter = float(rng.uniform(0, 2.0))
+    noise_sigma = float(look.uniform(0, 4))
+    jitter = float(rng.uniform(0, 0.5))  # px per frame (std of the camera's random walk)
     pose_at = _trajectory(cls, rng, spec, size)
-    camera = np.cumsum(rng.normal(0, jitter * 0.5, size=(t, 2)), axis=0)
-    camera = np.clip(camera, -margin + 1, margin - 1)
+    camera = np.cumsum(rng.normal(0, jitter, size=(t, 2)), axis=0)
+    camera = np.clip(camera, -3, 3)
     frames = np.empty((t, h, w, 3), np.uint8)
     for i in range(t):
         pose = pose_at(i / max(t - 1, 1))
@@ -162,7 +163,8 @@ def render_video(cls: str, spec: SynthSpec, look: np.random.Generator,
         frame = background[oy:oy + h, ox:ox + w].copy()
         a = math.radians(pose.angle)
         rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        pts = shape @ rot.T * size * pose.scale + (pose.cx, pose.cy)
+        # The camera moves the whole scene: the object shifts with the background.
+        pts = shape @ rot.T * size * pose.scale + (pose.cx - dx, pose.cy - dy)
         pts = np.round(pts * 16).astype(np.int32)  # 4 fractional bits: sub-pixel motion
         cv2.fillPoly(frame, [pts], colour, lineType=cv2.LINE_AA, shift=4)
         cv2.polylines(frame, [pts], True, outline, 1, lineType=cv2.LINE_AA, shift=4)
@@ -186,7 +188,9 @@ def video_plan(spec: SynthSpec) -> list[tuple[int, str, int, int]]:
 
 def write_video(task: tuple[SynthSpec, Path, int, str, int, int]) -> str:
     spec, root, ci, cls, group, clip = task
-    look = np.random.default_rng([spec.seed, ci, group])
+    # One look per group, shared by every class: within a group only the motion differs, so
+    # telling two of its videos apart (what instance discrimination asks) needs motion features.
+    look = np.random.default_rng([spec.seed, group])
     rng = np.random.default_rng([spec.seed, ci, group, clip])
     frames = render_video(cls, spec, look, rng)
     path = root / video_name(cls, group, clip)
