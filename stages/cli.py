@@ -19,10 +19,13 @@ STAGES = [
     ("synth", "synth"),
     ("extract", "extract"),
     ("flow", "flow"),
+    ("pretrain-frames", "pretrain_frames"),
     ("pretrain", "pretrain"),
     ("export", "export"),
     ("retrieve", "retrieve"),
     ("linear", "linear"),
+    ("finetune", "finetune"),
+    ("summary", "summary"),
     ("tables", "tables"),
 ]
 

@@ -29,6 +29,7 @@ class SynthConfig:
     width: int = 64
     fps: float = 25.0
     seed: int = 0
+    texture_contrast: float = 1.0
     workers: int = 2
 
     def validate(self) -> None:
@@ -41,7 +42,8 @@ class SynthConfig:
 
     def spec(self) -> SynthSpec:
         return SynthSpec(self.num_classes, self.groups, self.clips_per_group, self.test_groups,
-                         self.frames, self.height, self.width, self.fps, self.seed)
+                         self.frames, self.height, self.width, self.fps, self.seed,
+                         self.texture_contrast)
 
 
 @report_user_errors

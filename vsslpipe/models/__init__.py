@@ -14,3 +14,6 @@ def build_backbone(name: str, in_channels: int = 3, **kwargs):
 
 
 from . import tiny3d  # noqa: E402,F401  (registers "tiny3d")
+from . import video_transformer  # noqa: E402,F401  (registers "video_transformer", CACL)
+from . import video_resnets  # noqa: E402,F401  (registers r3d_18, r2plus1d_18, mc3_18, s3d)
+from . import c3d  # noqa: E402,F401  (registers "c3d")

@@ -1,0 +1,335 @@
+"""CVTCL (Wang et al. 2024) and, with LTCL off, CoCLR (Han et al. 2020): two-stream co-training.
+
+``stage: init`` -- one stream (``modality``) alone: ``alpha * L_InfoNCE + beta * L_LTCL``
+(section 2.4 step 1; CoCLR: InfoNCE only). ``stage: cotrain`` -- both streams, loaded from the
+two init checkpoints, trained in alternation (``cycles`` x (RGB phase + flow phase), each
+``epochs_per_phase`` epochs, ``first_phase`` first). In a phase the other stream is frozen
+(``requires_grad`` off, BN in eval mode) and, for sample ``i``, the positives are its augmented
+key plus the ``topk`` training videos nearest to ``i`` in the frozen stream's embedding space
+(eqs. (2)-(5)); multi-positive InfoNCE against the queue; ``L2 = alpha * L_RF + beta * L_LTCL``
+with LTCL on per stream (``ltcl_rgb``, ``ltcl_flow``; the paper keeps it for RGB only).
+
+Memory banks (:mod:`vsslpipe.methods.membank`): at the start of every phase both banks are
+recomputed (middle window, centre view): the frozen stream's with its query encoder (the space
+mined in, searched with FAISS), the trained stream's with its key encoder (the embeddings of the
+mined positives, then overwritten by each step's keys). Queue entries of a mined video are
+dropped from the denominator (they are positives already, not negatives). ``topk: 0`` is MoCo's
+instance discrimination.
+
+The exported backbone is the ``modality`` stream; co-training writes the other stream's
+checkpoint to ``export_other_to`` when the last epoch ends. Switches that reproduce the official
+code (METHODS.md): ``mining_source: queue``, ``same_source_positive``, ``drop_self_prob: 0.9``,
+``wait_full_queue`` (CoCLR), ``ltcl_form: code`` and ``temperature: 0.1`` (CVTCL).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.augment import build_augment
+from ..data.sampling import SameClipSampler
+from ..data.twostream import CenterClipSampler, TwoStreamSampler, center_view
+from ..errors import ConfigError
+from ..losses import info_nce, multi_positive_infonce
+from ..losses.ltcl import LTCL_FORMS
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..train import dist
+from . import METHODS
+from .base import Method, MethodSpec
+from .mining import BankIndex, drop_self_positive, mine_topk, mine_topk_in_queue, source_ids
+from .streams import Stream
+
+MODALITIES = ("rgb", "flow")
+
+
+@dataclass(frozen=True)
+class CoclrConfig:
+    stage: str = "init"                  # init | cotrain
+    temperature: float = 0.07
+    queue_size: int = 2048
+    momentum: float = 0.999
+    proj_dim: int = 128
+    proj_hidden: Optional[int] = None
+    proj_layers: int = 2
+    shuffle_bn: bool = True
+    alpha: float = 1.0                   # weight of L_InfoNCE / L_RF
+    init_rgb: Optional[str] = None       # co-training: the init stage's checkpoints
+    init_flow: Optional[str] = None
+    export_other_to: Optional[str] = None   # co-training: checkpoint of the non-exported stream
+    topk: int = 5
+    cycles: int = 2
+    epochs_per_phase: int = 100
+    first_phase: str = "rgb"
+    mining_source: str = "bank"          # bank (paper) | queue (CoCLR's code)
+    same_source_positive: bool = False   # CoCLR's code: same UCF101 source = positive, not mined
+    drop_self_prob: float = 0.0          # CoCLR's code: 0.9
+    wait_full_queue: bool = False        # CoCLR's code: no step until the queue is full
+
+    def validate(self) -> None:
+        if self.stage not in ("init", "cotrain"):
+            raise ConfigError("stage must be init or cotrain")
+        if self.queue_size < 1 or not 0.0 <= self.momentum < 1.0 or self.temperature <= 0:
+            raise ConfigError("queue_size >= 1, 0 <= momentum < 1 and temperature > 0 required")
+        if self.topk < 0 or self.cycles < 1 or self.epochs_per_phase < 1:
+            raise ConfigError("topk >= 0, cycles >= 1 and epochs_per_phase >= 1 required")
+        if self.first_phase not in MODALITIES or self.mining_source not in ("bank", "queue"):
+            raise ConfigError("first_phase must be rgb|flow and mining_source bank|queue")
+        if not 0.0 <= self.drop_self_prob <= 1.0:
+            raise ConfigError("drop_self_prob must be in [0, 1]")
+        if self.stage == "cotrain" and not (self.init_rgb and self.init_flow):
+            raise ConfigError("stage cotrain needs init_rgb and init_flow checkpoints")
+
+    # CoCLR has no LTCL: the fields CVTCL adds read as off
+    use_local = use_lt = ltcl_rgb = ltcl_flow = False
+    beta, ltcl_form, num_subclips, subclip_len = 0.0, "paper", 4, None
+
+
+@dataclass(frozen=True)
+class CvtclConfig(CoclrConfig):
+    beta: float = 1.0                    # weight of L_LTCL
+    use_local: bool = True               # L_local, eq. (6) (Table 1 ablation)
+    use_lt: bool = True                  # L_LT, eq. (7)
+    ltcl_rgb: bool = True                # LTCL in co-training, per stream (paper Table 2)
+    ltcl_flow: bool = False
+    ltcl_form: str = "paper"             # paper | code (the released code's local loss)
+    num_subclips: int = 4
+    subclip_len: Optional[int] = None    # default clip_len // num_subclips
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ltcl_form not in LTCL_FORMS or self.num_subclips < 2:
+            raise ConfigError(f"ltcl_form must be one of {LTCL_FORMS}, num_subclips >= 2")
+
+
+@METHODS.register("cvtcl")
+class Cvtcl(Method):
+    Config = CvtclConfig
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.cfg = self.parse_args(spec)
+        cfg = self.cfg
+        length = cfg.subclip_len or spec.clip_len // cfg.num_subclips
+        if (cfg.use_local or cfg.use_lt) and (length < 1 or length * cfg.num_subclips > spec.clip_len):
+            raise ConfigError(f"{cfg.num_subclips} sub-clips of {length} frames do not fit "
+                              f"in clip_len {spec.clip_len}")
+        self.cotrain = cfg.stage == "cotrain"
+        # DDP: in co-training one stream gets no gradient per phase (engine passes this through)
+        self.ddp_find_unused_parameters = self.cotrain or cfg.wait_full_queue
+        mods = MODALITIES if self.cotrain else (spec.modality,)
+        self.streams = nn.ModuleDict({m: Stream(spec, m, cfg) for m in mods})
+        for m in mods:  # the engine finds ClipAugment attributes (channels_last on CUDA)
+            setattr(self, f"augment_{m}", build_augment(spec.augment, modality=m, size=spec.size))
+        self.register_buffer("bank_phase", torch.tensor(-1))
+        # carries the graph of a step that must not update the encoders (wait_full_queue)
+        self._idle = nn.Parameter(torch.zeros(())) if cfg.wait_full_queue else None
+        self._pending: Optional[tuple] = None
+        self._index: Optional[BankIndex] = None
+        self.phase, self.sources, self.labels = 0, None, None
+        if self.cotrain:
+            for m in MODALITIES:
+                path = getattr(cfg, f"init_{m}")
+                ckpt = load_checkpoint(path, expect_modality=m)
+                state = ckpt.get("model_state", {})
+                # a cvtcl/coclr init checkpoint nests the stream; a moco one does not
+                nested = any(k.startswith(f"streams.{m}.") for k in state)
+                prefix = f"streams.{m}." if nested else ""
+                self.streams[m].load_init(state, prefix, path, with_queue=cfg.mining_source == "bank")
+
+    # -- data ------------------------------------------------------------------------------
+    def required_modalities(self) -> tuple[str, ...]:
+        return MODALITIES if self.cotrain else (self.spec.modality,)
+
+    def make_sampler(self):
+        if self.cotrain:
+            return TwoStreamSampler(self.spec.clip_len, self.spec.stride)
+        return SameClipSampler(self.spec.clip_len, self.spec.stride)
+
+    # -- schedule --------------------------------------------------------------------------
+    @property
+    def trained(self) -> str:
+        if not self.cotrain:
+            return self.spec.modality
+        other = "flow" if self.cfg.first_phase == "rgb" else "rgb"
+        return self.cfg.first_phase if self.phase % 2 == 0 else other
+
+    @property
+    def frozen(self) -> str:
+        return "flow" if self.trained == "rgb" else "rgb"
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for s in self.streams.values() for p in s.query_parameters()]
+
+    def on_train_start(self, ctx) -> None:
+        self.labels = torch.tensor(np.asarray(ctx.labels), dtype=torch.long, device=ctx.device)
+        self.sources = torch.from_numpy(source_ids(ctx.labels, ctx.groups)).to(ctx.device)
+        if self.cotrain:
+            expected = 2 * self.cfg.cycles * self.cfg.epochs_per_phase
+            if ctx.epochs != expected:
+                raise ConfigError(f"cvtcl/coclr cotrain: epochs must be 2 * cycles * "
+                                  f"epochs_per_phase = {expected}, got {ctx.epochs}")
+            for s in self.streams.values():
+                if s.bank.num_videos != ctx.dataset_size:
+                    s.bank.resize(ctx.dataset_size)
+            if ctx.epoch >= ctx.epochs:   # resumed after the last epoch (killed before the end)
+                self._export_other(ctx.epoch, ctx)
+
+    def on_epoch_start(self, epoch: int, ctx) -> None:
+        if not self.cotrain:
+            return
+        self.phase = epoch // self.cfg.epochs_per_phase
+        for m, s in self.streams.items():
+            s.set_trainable(m == self.trained)
+        if int(self.bank_phase) != self.phase:       # a new phase (not a resume inside one)
+            self._refresh_banks(ctx)
+            if self.cfg.mining_source == "queue":
+                self.streams[self.trained].queue.reset()
+            self.bank_phase.fill_(self.phase)
+        self._index = None
+
+    @torch.no_grad()
+    def _refresh_banks(self, ctx) -> None:
+        """Frozen stream: query encoder in eval mode (as it embeds samples during the phase).
+        Trained stream: key encoder in train mode (BN on batch statistics, as the keys that
+        replace its bank entries during the phase), without gradient."""
+        was_training = self.training
+        for m, s in self.streams.items():
+            trained = m == self.trained
+            s.train(trained)
+            # no shuffled BN here: rank shards of this pass may differ in size
+            encode = (lambda x, s=s: s.key_head(s.key_backbone(x))) if trained else s.query
+            loader = ctx.make_loader(CenterClipSampler(self.spec.clip_len, self.spec.stride, m))
+            s.bank.refresh(lambda b, m=m, enc=encode: enc(center_view(
+                b["clip"].to(ctx.device), m, self.spec.size)), loader)
+        self.train(was_training)
+
+    # -- step ------------------------------------------------------------------------------
+    def forward(self, batch):
+        return self._cotrain_step(batch) if self.cotrain else self._init_step(batch)
+
+    def _views(self, clips: torch.Tensor, m: str) -> tuple[torch.Tensor, torch.Tensor]:
+        aug = getattr(self, f"augment_{m}")
+        return aug(clips, view=0), aug(clips, view=1)
+
+    def _ltcl(self, stream: Stream, x1, x2, on: bool, code_divisor: float):
+        if not on or not (self.cfg.use_local or self.cfg.use_lt):
+            return None, {}
+        return stream.ltcl(x1, x2, self.cfg, code_divisor)
+
+    def _init_step(self, batch):
+        cfg, m = self.cfg, self.spec.modality
+        stream = self.streams[m]
+        x1, x2 = self._views(batch["clip"], m)
+        q, k = stream.query(x1), stream.key(x2)
+        loss_nce, logits = info_nce(q, k, stream.queue.keys.clone().detach(), cfg.temperature)
+        loss = cfg.alpha * loss_nce
+        lt, parts = self._ltcl(stream, x1, x2, True, 3.0)
+        if lt is not None:
+            loss = loss + cfg.beta * lt
+        self._pending = (k.detach(), batch["index"], None)
+        return loss, self._logs(logits, loss_nce, parts)
+
+    def _cotrain_step(self, batch):
+        cfg, t = self.cfg, self.trained
+        st, sf = self.streams[t], self.streams[self.frozen]
+        sf.eval()                                         # the frozen stream is a fixed sampler
+        idx = batch["index"].long()
+        x1, x2 = self._views(batch[t], t)
+        q, k = st.query(x1), st.key(x2)
+        with torch.no_grad():
+            z_other = sf.query(center_view(batch[self.frozen], self.frozen, self.spec.size))
+        queue = st.queue
+        negatives = queue.keys.clone().detach()
+        b, n_q = q.shape[0], negatives.shape[0]
+        filled = queue.index >= 0
+        same_source = torch.zeros(b, n_q, dtype=torch.bool, device=q.device)
+        if cfg.same_source_positive:
+            q_src = torch.where(filled, self.sources[queue.index.clamp(min=0)], -1)
+            same_source = q_src[None] == self.sources[idx][:, None]
+        self_pos = (q * k).sum(1, keepdim=True)
+        if cfg.mining_source == "bank":
+            if self._index is None:
+                self._index = BankIndex(sf.bank.emb)
+            mined = mine_topk(self._index, z_other, cfg.topk, idx,
+                              self.sources if cfg.same_source_positive else None)   # (B, K)
+            mined_emb = st.bank.emb[mined]                                           # (B, K, D)
+            logits = torch.cat([self_pos, torch.einsum("bd,bkd->bk", q, mined_emb),
+                                q @ negatives.t()], 1) / cfg.temperature
+            ones = torch.ones(b, 1 + mined.shape[1], dtype=torch.bool, device=q.device)
+            pos = torch.cat([ones, same_source], 1)
+            stale = (queue.index[None, None, :] == mined[:, :, None]).any(1)        # (B, Q)
+            valid = torch.cat([ones, ~stale], 1)
+            mined_labels = self.labels[mined]
+        else:
+            logits = torch.cat([self_pos, q @ negatives.t()], 1) / cfg.temperature
+            mined_mask = torch.zeros_like(same_source)
+            if queue.full:
+                exclude = ~filled[None] | same_source | (queue.index[None] == idx[:, None])
+                mined_mask = mine_topk_in_queue(z_other, queue.other, cfg.topk, exclude)
+            pos = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=q.device),
+                             mined_mask | same_source], 1)
+            valid = None
+            mined_labels = torch.where(mined_mask, self.labels[queue.index.clamp(min=0)][None], -1)
+        pos = drop_self_positive(pos, cfg.drop_self_prob)
+        loss_rf = multi_positive_infonce(logits, pos, valid)
+        code = cfg.ltcl_form == "code"
+        lt, parts = self._ltcl(st, x1, x2, getattr(cfg, f"ltcl_{t}"), 1.0 if code else 3.0)
+        loss = cfg.alpha * loss_rf + (cfg.beta * lt if lt is not None else 0.0)
+        if code and lt is not None:   # the released co-training script: (L_RF + local + LT) / 3
+            loss = loss / 3.0
+        self._pending = (k.detach(), idx, z_other.detach())
+        if cfg.wait_full_queue and not queue.full:   # CoCLR's code: enqueue only, no update
+            loss = self._idle * 0.0
+        logs = self._logs(logits[:, [0, *range(logits.shape[1] - n_q, logits.shape[1])]],
+                          loss_rf, parts)
+        # monitoring only (CoCLR's "sampling accuracy"): labels never enter the loss
+        hits = (mined_labels == self.labels[idx][:, None]).float().sum()
+        logs["mined_precision"] = hits / (mined_labels >= 0).sum().clamp(min=1)
+        logs["rgb_phase"] = float(t == "rgb")
+        return loss, logs
+
+    def _logs(self, logits: torch.Tensor, loss_nce: torch.Tensor, parts: dict) -> dict:
+        with torch.no_grad():
+            tau = self.cfg.temperature
+            return {"loss_nce": loss_nce.detach(), **parts,
+                    "pos_sim": logits[:, 0].mean() * tau, "neg_sim": logits[:, 1:].mean() * tau,
+                    "acc": (logits.argmax(1) == 0).float().mean()}
+
+    def after_step(self, step: int, ctx) -> None:
+        if self._pending is None:
+            return
+        k, idx, other = self._pending
+        self._pending = None
+        stream = self.streams[self.trained]
+        stream.momentum_update(self.cfg.momentum)
+        keys, index = dist.concat_all_gather(k), dist.concat_all_gather(idx)
+        stream.queue.enqueue(keys, index, None if other is None else dist.concat_all_gather(other))
+        if self.cotrain:
+            stream.bank.update(index, keys, gather=False)   # already gathered
+
+    # -- export ----------------------------------------------------------------------------
+    def export_backbone(self) -> nn.Module:
+        return self.streams[self.spec.modality].backbone
+
+    def on_epoch_end(self, epoch: int, ctx) -> None:
+        if epoch + 1 == ctx.epochs:
+            self._export_other(epoch + 1, ctx)
+
+    def _export_other(self, epoch: int, ctx) -> None:
+        """Co-training: the stream that is not ``modality`` as a checkpoint of its own."""
+        path = self.cfg.export_other_to
+        if self.cotrain and path and ctx.rank == 0:
+            other = "flow" if self.spec.modality == "rgb" else "rgb"
+            save_checkpoint(path, {
+                "method": self.spec.name, "modality": other,
+                "backbone": self.spec.backbone_spec(other),
+                "backbone_state": self.streams[other].backbone.state_dict(),
+                "clip": {"clip_len": self.spec.clip_len, "stride": self.spec.stride,
+                         "size": self.spec.size},
+                "config": {"method": self.spec.name, "modality": other,
+                           "backbone": self.spec.backbone, "method_args": dict(self.spec.args)},
+                "epoch": epoch})

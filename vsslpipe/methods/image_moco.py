@@ -1,0 +1,106 @@
+"""MoCo v2 on single frames (image MoCo): pre-trains the frozen frame CNN of CACL's transformer.
+
+CACL (Guo et al. 2022, Sec. 3.1) trains its ResNet-50 frame encoder with MoCo on UCF101 training
+frames. Each sample holds ``frames_per_video`` random frames of one training video; every frame
+is its own instance: query ``g_q(f_q(a1(frame)))``, key from the momentum encoder on
+``a2(frame)``, negatives from the queue, InfoNCE (MoCo v2: tau 0.2, 2-layer MLP head). Several
+frames per video make an epoch over the videos long enough to be worth its overhead; frames of
+the same video are still negatives of each other, as in MoCo on a frame dataset.
+
+The backbone is ``frame_cnn`` (:class:`vsslpipe.models.video_transformer.FrameCNN`) on one-frame
+clips (``clip_len`` 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..losses import info_nce
+from . import METHODS
+from .base import MethodSpec
+from .moco import MomentumEncoderMethod
+
+
+class MixedConvMemoryFormat:
+    """Mixin for methods with 2D convolutions: the engine's CUDA path calls
+    ``method.to(memory_format=torch.channels_last_3d)``, which PyTorch refuses for 4-D (2D-conv)
+    weights; here 5-D tensors get ``channels_last_3d`` and 4-D ones ``channels_last``."""
+
+    def to(self, *args, **kwargs):
+        fmt = kwargs.pop("memory_format", None)
+        if fmt is torch.channels_last_3d:
+            def convert(t: torch.Tensor) -> torch.Tensor:
+                if t.dim() == 5:
+                    return t.to(memory_format=torch.channels_last_3d)
+                if t.dim() == 4:
+                    return t.to(memory_format=torch.channels_last)
+                return t
+
+            self._apply(convert)
+            if not args and not kwargs:
+                return self
+        elif fmt is not None:
+            kwargs["memory_format"] = fmt
+        return super().to(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ImageMocoConfig:
+    temperature: float = 0.2            # MoCo v2
+    queue_size: int = 4096
+    momentum: float = 0.999
+    proj_dim: int = 128
+    proj_hidden: Optional[int] = None   # default: the frame CNN's feature_dim
+    proj_layers: int = 2
+    frames_per_video: int = 8
+    shuffle_bn: bool = True
+
+    def validate(self) -> None:
+        if self.queue_size < 1 or not (0.0 <= self.momentum < 1.0) or self.temperature <= 0:
+            raise ConfigError("queue_size >= 1, 0 <= momentum < 1 and temperature > 0 required")
+        if self.frames_per_video < 1:
+            raise ConfigError("frames_per_video must be >= 1")
+
+
+@dataclass(frozen=True)
+class RandomFramesSampler:
+    """``{"frames": (K, 1, H, W, C)}``: K distinct random frames (fewer frames: with repeats)."""
+
+    count: int
+
+    def __call__(self, video, rng: np.random.Generator) -> dict:
+        n = video.num_frames
+        idx = rng.choice(n, self.count, replace=n < self.count)
+        return {"frames": np.stack([video.read(int(i), int(i) + 1) for i in idx])}
+
+
+@METHODS.register("image_moco")
+class ImageMoCo(MixedConvMemoryFormat, MomentumEncoderMethod):
+    Config = ImageMocoConfig
+
+    def __init__(self, spec: MethodSpec):
+        super().__init__(spec)
+        self.cfg = self.parse_args(spec)
+        if spec.clip_len != 1:
+            raise ConfigError(f"image_moco trains on single frames: clip_len must be 1, "
+                              f"got {spec.clip_len}")
+        self._build_encoders(self.cfg)
+
+    def make_sampler(self):
+        return RandomFramesSampler(self.cfg.frames_per_video)
+
+    def forward(self, batch):
+        frames = batch["frames"].flatten(0, 1)            # (B*K, 1, H, W, C): one clip per frame
+        q = self.encode_query(self.augment(frames, view=0))
+        k = self.encode_key(self.augment(frames, view=1))
+        loss, logits = info_nce(q, k, self.queue.keys.clone().detach(), self.cfg.temperature)
+        self._pending = k.detach()
+        with torch.no_grad():
+            t = self.cfg.temperature
+            logs = {"pos_sim": logits[:, 0].mean() * t, "neg_sim": logits[:, 1:].mean() * t,
+                    "acc": (logits.argmax(1) == 0).float().mean()}
+        return loss, logs
