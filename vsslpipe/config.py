@@ -21,8 +21,13 @@ C = TypeVar("C")
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def read_params(path: str | Path = DEFAULT_PARAMS) -> dict:
-    """The whole params file as a dict (an error naming the file if missing or malformed)."""
+def read_params(path: str | Path | Mapping = DEFAULT_PARAMS) -> dict:
+    """The whole params file as a dict (an error naming the file if missing or malformed).
+
+    A mapping is taken as already-read params (used to validate overridden copies in memory).
+    """
+    if isinstance(path, Mapping):
+        return dict(path)
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")

@@ -27,12 +27,9 @@ applied; any other key must already exist in params.yaml (every stage section li
 from __future__ import annotations
 
 import copy
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
-
-import yaml
 
 from ..config import from_dict, read_params
 from ..errors import ConfigError
@@ -154,7 +151,7 @@ def apply_overrides(params: Mapping, overrides: Mapping[str, Any], where: str) -
 
 
 def validate_row(params: Mapping, table: TableDef, row: RowDef, overrides: Mapping[str, Any]) -> None:
-    """Resolve every pretrain experiment and its method's hyper-parameters with the overrides."""
+    """Resolve the pretrain experiments the overrides touch, and their methods' hyper-parameters."""
     from ..methods import METHODS
     from ..train.config import experiment_names, load_experiment
 
@@ -164,18 +161,21 @@ def validate_row(params: Mapping, table: TableDef, row: RowDef, overrides: Mappi
         raise ConfigError(f"{where}: encoder {row.encoder!r} is not in evaluate.encoders "
                           f"(valid: {', '.join(encoders)})")
     resolved = apply_overrides(params, overrides, where)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "params.yaml"
-        path.write_text(yaml.safe_dump(resolved))
-        for name in experiment_names(path):
-            try:
-                cfg = load_experiment(path, name)
-                method_cls = METHODS.get(cfg.method)
-                config_cls = getattr(method_cls, "Config", None)
-                if config_cls is not None:
-                    from_dict(config_cls, cfg.method_args_for(), f"method_args.{cfg.method}")
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {str(exc).replace(str(path) + ': ', '')}") from None
+    names = experiment_names(resolved)
+    if not any(k.startswith("pretrain.defaults.") for k in overrides):
+        touched = {k.split(".")[2] for k in overrides if k.startswith("pretrain.experiments.")}
+        names = [n for n in names if n in touched]
+        unknown = touched - set(names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown pretrain experiment(s) {', '.join(sorted(unknown))}")
+    for name in names:
+        try:
+            cfg = load_experiment(resolved, name)
+            config_cls = getattr(METHODS.get(cfg.method), "Config", None)
+            if config_cls is not None:
+                from_dict(config_cls, cfg.method_args_for(), f"method_args.{cfg.method}")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_tables(params_path: str | Path, validate: bool = True) -> tuple[dict[str, TableDef], dict]:

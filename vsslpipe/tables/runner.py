@@ -26,10 +26,17 @@ def experiment_name(table: TableDef, row: RowDef, scale: str) -> str:
 
 
 def override_args(overrides: Mapping[str, Any]) -> list[str]:
-    """``-S ++key=value`` (Hydra syntax: add or replace); values as JSON, which Hydra parses."""
+    """``-S ++key=value`` (Hydra syntax: add or replace); values as JSON, which Hydra parses.
+
+    A non-empty mapping value is flattened into one override per leaf, so it merges into
+    what params.yaml holds instead of depending on Hydra's dict syntax.
+    """
     args = []
     for key, value in overrides.items():
-        args += ["-S", f"++{key}={json.dumps(value)}"]
+        if isinstance(value, Mapping) and value:
+            args += override_args({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            args += ["-S", f"++{key}={json.dumps(value)}"]
     return args
 
 

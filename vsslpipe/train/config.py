@@ -82,8 +82,13 @@ def experiment_names(params: str | Path) -> list[str]:
 
 def load_experiment(params: str | Path, name: str,
                     overrides: Optional[Mapping[str, Any]] = None) -> PretrainConfig:
-    """``pretrain.defaults`` <- ``pretrain.experiments.<name>`` <- non-None ``overrides``."""
+    """``pretrain.defaults`` <- ``pretrain.experiments.<name>`` <- non-None ``overrides``.
+
+    ``params`` is a params file or an already-read mapping (table rows validate in memory).
+    """
     section = read_params(params).get("pretrain")
+    if isinstance(params, Mapping):
+        params = "params"
     if not isinstance(section, Mapping):
         raise ConfigError(f"{params}: no 'pretrain' section")
     experiments = section.get("experiments") or {}

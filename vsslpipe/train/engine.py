@@ -57,6 +57,18 @@ def clip_meta(cfg: PretrainConfig) -> dict:
     return {"clip_len": cfg.clip_len, "stride": cfg.stride, "size": cfg.size}
 
 
+def to_channels_last_3d(module: nn.Module) -> None:
+    """channels_last_3d for the 5-D (3D conv) weights only.
+
+    ``module.to(memory_format=torch.channels_last_3d)`` raises on the 4-D weights of 2D convs
+    (CACL's frame CNN), so convert tensor by tensor.
+    """
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.dim() == 5:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -90,7 +102,7 @@ class Trainer:
                                             (cfg.precision == "auto" and cuda)) else None
         self.method.to(self.device)
         if cuda and cfg.channels_last:
-            self.method.to(memory_format=torch.channels_last_3d)
+            to_channels_last_3d(self.method)
         # Methods that augment in prepare() (possibly a batch ahead, in a thread) draw from
         # per-batch seeded generators; methods that augment in forward() keep the global RNG,
         # which the checkpoint saves.
