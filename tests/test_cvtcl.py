@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import make_synth_dataset
+from conftest import make_synth_dataset
 from vsslpipe.data.augment import AugmentConfig
 from vsslpipe.data.flowstore import SCHEMA, quantize_flow, write_flow_group
 from vsslpipe.data.framestore import FrameStore
