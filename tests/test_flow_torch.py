@@ -91,7 +91,7 @@ def test_batching_and_early_stop_are_per_pair():
 
 
 def test_torch_backend_through_the_stage(tmp_path):
-    from tests.test_flow import _textured_frames, _write_store
+    from test_flow import _textured_frames, _write_store
 
     frames = tmp_path / "frames.h5"
     _write_store(frames, {"A/a": _textured_frames(3, seed=1), "A/single": _textured_frames(1)})
