@@ -62,7 +62,7 @@ def test_stored_frames_match_decoder(tiny_frames, tiny_dataset):
                                                 pix_fmt="rgb24")))
     stored = store.read(vid)
     assert stored.shape == decoded.shape
-    assert np.abs(stored.astype(int) - decoded.astype(int)).mean() < 4
+    assert np.abs(stored.astype(int) - decoded.astype(int)).mean() < 8  # JPEG q90, 4:2:0 chroma
 
 
 def test_variable_frame_rate_keeps_every_decoded_frame(tmp_path):
