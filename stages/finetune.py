@@ -2,32 +2,24 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
 
 from vsslpipe.atomic import write_json_atomic
-from vsslpipe.config import ConfigError, load_section, to_dict
+from vsslpipe.config import load_section, to_dict
+from vsslpipe.eval.finetune import FinetuneSettings
 
 from .common import DeviceOpt, ParamsOpt, WorkersOpt, echo, report_user_errors
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    dropout: float = 0.5
-    batch_size: int = 16
-    seed: int = 0
+class FinetuneConfig(FinetuneSettings):
+    """The training settings plus where to run."""
     workers: int = 0
     device: str = "auto"
-
-    def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
-            raise ConfigError("epochs >= 1, batch_size >= 1, lr > 0, dropout in [0, 1)")
 
 
 @report_user_errors
@@ -49,7 +41,7 @@ def main(
     """
     from vsslpipe.data.manifest import read_manifest
     from vsslpipe.eval.export import load_encoder
-    from vsslpipe.eval.finetune import FinetuneSettings, finetune
+    from vsslpipe.eval.finetune import finetune
     from vsslpipe.eval.protocols import get_protocol, resolve_clip
 
     from .export import ExportConfig, resolve_device
@@ -61,8 +53,7 @@ def main(
     preset = get_protocol(ecfg.protocol)
     clip = resolve_clip(meta.get("clip"), preset, ecfg.clip_len, ecfg.stride, ecfg.size)
     modality = meta["modality"]
-    settings = FinetuneSettings(cfg.epochs, cfg.lr, cfg.weight_decay, cfg.dropout,
-                                cfg.batch_size, cfg.seed)
+    settings = FinetuneSettings(**{f.name: getattr(cfg, f.name) for f in fields(FinetuneSettings)})
     start = time.perf_counter()
     result = finetune(backbone, modality, ecfg.frames if modality == "rgb" else ecfg.flow,
                       read_manifest(ecfg.manifest), preset, clip, settings,

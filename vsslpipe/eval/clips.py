@@ -81,9 +81,10 @@ def eval_view(clip: torch.Tensor, size: int, crop_fraction: float = 1.0) -> torc
 
 
 def random_view(clip: torch.Tensor, size: int, modality: str, generator: torch.Generator,
-                min_area: float = 0.4) -> torch.Tensor:
+                min_area: float = 0.4, flip_p: float = 0.5) -> torch.Tensor:
     """Fine-tuning augmentation: a random square crop (area fraction of the short side's square
-    in [min_area, 1]) resized to ``size``, and a horizontal flip with p 0.5 (flow: x negated)."""
+    in [min_area, 1]) resized to ``size``, and a horizontal flip with p ``flip_p`` (flow: x
+    negated)."""
     c, t, h, w = clip.shape
     short = min(h, w)
     area = float(torch.empty(1).uniform_(min_area, 1.0, generator=generator))
@@ -92,7 +93,7 @@ def random_view(clip: torch.Tensor, size: int, modality: str, generator: torch.G
     left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
     crop = clip[..., top:top + side, left:left + side]
     crop = resize_short_side(crop, size)
-    if bool(torch.rand(1, generator=generator) < 0.5):
+    if bool(torch.rand(1, generator=generator) < flip_p):
         crop = crop.flip(-1)
         if modality == "flow":
             crop = crop.clone()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import ConfigError
 from ..errors import DataError
 from ..progress import ProgressBar
 from .clips import VideoSource, WindowedVideos, check_ids, cut_window, random_view
@@ -27,6 +28,14 @@ class FinetuneSettings:
     dropout: float = 0.5
     batch_size: int = 16
     seed: int = 0
+    flip_p: float = 0.5       # horizontal flips (0 where direction is the class, as in the built-in set)
+    min_area: float = 0.4     # random crop: smallest area fraction of the short side's square
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
+            raise ConfigError("epochs >= 1, batch_size >= 1, lr > 0, dropout in [0, 1)")
+        if not 0 <= self.flip_p <= 1 or not 0 < self.min_area <= 1:
+            raise ConfigError("flip_p in [0, 1], min_area in (0, 1]")
 
 
 class RandomClips(Dataset):
@@ -34,8 +43,9 @@ class RandomClips(Dataset):
     depends only on (seed, epoch, i), so runs are reproducible whatever the worker count."""
 
     def __init__(self, source: VideoSource, ids: list[str], labels: np.ndarray, clip: dict,
-                 seed: int):
+                 seed: int, flip_p: float = 0.5, min_area: float = 0.4):
         self.source, self.ids, self.labels, self.clip, self.seed = source, ids, labels, clip, seed
+        self.flip_p, self.min_area = flip_p, min_area
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -47,7 +57,9 @@ class RandomClips(Dataset):
         span = (self.clip["clip_len"] - 1) * self.clip["stride"] + 1
         start = int(torch.randint(0, max(1, video.shape[1] - span + 1), (1,), generator=gen))
         window = cut_window(video, start, self.clip["clip_len"], self.clip["stride"])
-        return random_view(window, self.clip["size"], self.source.modality, gen), int(self.labels[i])
+        view = random_view(window, self.clip["size"], self.source.modality, gen, self.min_area,
+                           self.flip_p)
+        return view, int(self.labels[i])
 
 
 class Classifier(nn.Module):
@@ -86,7 +98,7 @@ def finetune(backbone: nn.Module, modality: str, store, manifest: pd.DataFrame,
     torch.manual_seed(settings.seed)
     model = Classifier(backbone, backbone.feature_dim, num_classes, settings.dropout).to(device)
     data = RandomClips(source, train["video_id"].tolist(), train["label"].to_numpy(), clip,
-                       settings.seed)
+                       settings.seed, settings.flip_p, settings.min_area)
     loader = DataLoader(data, batch_size=settings.batch_size, shuffle=True, drop_last=False,
                         num_workers=workers, generator=torch.Generator().manual_seed(settings.seed))
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
