@@ -10,7 +10,7 @@ import typer
 
 from vsslpipe.atomic import write_json_atomic
 from vsslpipe.config import load_section, to_dict
-from vsslpipe.eval.finetune import FinetuneSettings
+from vsslpipe.eval.finetune_config import FinetuneSettings
 
 from .common import DeviceOpt, ParamsOpt, WorkersOpt, echo, report_user_errors
 

@@ -11,9 +11,7 @@ import yaml
 from vsslpipe.atomic import write_text_atomic
 from vsslpipe.config import to_dict
 from vsslpipe.data.h5parts import remove_scratch, scratch_dir
-from vsslpipe.train import dist
 from vsslpipe.train.config import PretrainConfig, experiment_names, load_experiment
-from vsslpipe.train.engine import Trainer, summarize
 
 from .common import DeviceOpt, ParamsOpt, WorkersOpt, echo, report_user_errors
 
@@ -27,6 +25,10 @@ def _fingerprint(path: Path) -> list:
 
 
 def run_experiment(cfg: PretrainConfig, name: str, stop_after: Optional[int] = None) -> dict:
+    # torch is imported here, not at module level: every `vsslpipe` command imports this module.
+    from vsslpipe.train import dist
+    from vsslpipe.train.engine import Trainer, summarize
+
     out = cfg.out_dir / name
     settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY}
     stores = [cfg.frames if cfg.modality == "rgb" else cfg.flow, cfg.manifest]
@@ -65,6 +67,8 @@ def main(
     dvclive curves under dvclive/<experiment>/. Multi-GPU: `torchrun --nproc_per_node=N
     $(which vsslpipe) pretrain -e <experiment>`.
     """
+    from vsslpipe.train import dist
+
     names = [experiment] if experiment else experiment_names(params)
     overrides = {"epochs": epochs, "batch_size": batch_size, "workers": workers, "device": device}
     for name in names:

@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsslpipe.train import dist
 from vsslpipe.train.frame_pretrain import EXPERIMENT, SECTION, load_frame_moco_config, weights_path
 
 from .common import DeviceOpt, ParamsOpt, WorkersOpt, echo, report_user_errors
@@ -31,6 +30,8 @@ def main(
 
     Example: vsslpipe pretrain-frames --arch tiny2d --epochs 10
     """
+    from vsslpipe.train import dist
+
     cfg = load_frame_moco_config(params, {"arch": arch, "epochs": epochs, "batch_size": batch_size,
                                           "workers": workers, "device": device}, section)
     summary = run_experiment(cfg, EXPERIMENT)

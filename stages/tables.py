@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsslpipe.config import read_params
-from vsslpipe.tables.definitions import SCALES, apply_overrides, get_table, load_tables, row_overrides
+from vsslpipe.tables.definitions import SCALES, get_table, load_tables, row_overrides
 from vsslpipe.tables.render import table_frame, to_markdown, write_table
 from vsslpipe.tables.runner import existing_experiments, experiment_name, row_metrics, run_rows
 

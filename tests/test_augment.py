@@ -1,6 +1,5 @@
 """Clip augmentation: one draw per clip, per-frame switch, flow flip sign, colour ops."""
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from vsslpipe.data.augment import AugmentConfig, build_augment

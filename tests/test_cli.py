@@ -1,5 +1,7 @@
 """The `vsslpipe` command: every stage has --help; the package installs `stages` namespaced."""
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -36,3 +38,10 @@ def test_packages_listed_and_stages_namespaced():
     folders = {f.rstrip(".") for f in folders}
     assert folders | {"vsslpipe.stages"} == set(setup["packages"])
     assert re.search(r'vsslpipe = "vsslpipe\.stages\.cli:main"', (ROOT / "pyproject.toml").read_text())
+
+
+def test_cli_start_does_not_import_torch():
+    # Every dvc stage and every --help pays the CLI's import time; torch alone is ~2 s.
+    code = "import sys, vsslpipe.stages.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

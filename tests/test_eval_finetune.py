@@ -4,7 +4,7 @@ import torch
 
 from vsslpipe.config import ConfigError
 from vsslpipe.eval.clips import random_view
-from vsslpipe.eval.finetune import FinetuneSettings
+from vsslpipe.eval.finetune_config import FinetuneSettings
 
 
 def _ramp_clip(channels: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 from ..config import from_dict, read_params
-from ..data.augment import AugmentConfig
+from ..data.augment_config import AugmentConfig
 from ..errors import ConfigError
 
 
