@@ -9,7 +9,7 @@ import typer
 import yaml
 
 from vsslpipe.atomic import write_text_atomic
-from vsslpipe.config import to_dict
+from vsslpipe.config import ConfigError, to_dict
 from vsslpipe.data.h5parts import remove_scratch, scratch_dir
 from vsslpipe.train.config import PretrainConfig, experiment_names, load_experiment
 
@@ -52,7 +52,7 @@ def run_experiment(cfg: PretrainConfig, name: str, stop_after: Optional[int] = N
 @report_user_errors
 def main(
     experiment: Annotated[Optional[str], typer.Option(
-        "--experiment", "-e", help="Name under pretrain.experiments [default: all, in order].")] = None,
+        "--experiment", "-e", help="Name under pretrain.experiments (without it: the list).")] = None,
     params: ParamsOpt = "params.yaml",  # type: ignore[assignment]
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Override batch_size.")] = None,
@@ -69,7 +69,12 @@ def main(
     """
     from vsslpipe.train import dist
 
-    names = [experiment] if experiment else experiment_names(params)
+    if not experiment:
+        # Not "run them all": the list mixes demo and paper-scale experiments, and co-training
+        # needs its initialisations first (dvc.yaml runs them in order).
+        raise ConfigError(f"choose an experiment with -e; {params} defines: "
+                          f"{', '.join(experiment_names(params))}")
+    names = [experiment]
     overrides = {"epochs": epochs, "batch_size": batch_size, "workers": workers, "device": device}
     for name in names:
         cfg = load_experiment(params, name, overrides)

@@ -45,3 +45,11 @@ def test_cli_start_does_not_import_torch():
     code = "import sys, vsslpipe.stages.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pretrain_without_experiment_lists_them(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("pretrain:\n  defaults: {}\n  experiments:\n    a: {}\n    b_paper: {}\n")
+    result = CliRunner().invoke(app, ["pretrain", "--params", str(params)])
+    assert result.exit_code == 1
+    assert "choose an experiment with -e" in result.output and "a, b_paper" in result.output
