@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import yaml
 
 from vsslpipe.video.synth import SynthSpec, video_plan, write_split_files, write_video
 
@@ -43,3 +48,30 @@ def tiny_frames(tiny_dataset, tmp_path_factory) -> tuple[Path, Path]:
     extract_videos(manifest, tiny_dataset / "videos", store, ExtractSettings(short_side=0),
                    workers=1, progress=False)
     return store, manifest_path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_dvc_repo(repo: Path, edit_params: Callable[[dict], None]) -> Callable[..., subprocess.CompletedProcess]:
+    """A fresh git + DVC project in ``repo`` with this checkout's pipeline and code and the
+    params ``edit_params`` shrinks; returns ``run(*cmd)`` that runs a command inside it."""
+    repo.mkdir(parents=True)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("vsslpipe", "stages"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit_params(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def run(*cmd) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+
+    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q")):
+        result = run(*cmd)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return run

@@ -1,56 +1,42 @@
 """A two-row demo table runs end to end as DVC experiments and renders beside published values."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import make_dvc_repo
 
 
 @pytest.mark.slow
 def test_two_row_table_runs_and_renders(tmp_path):
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, repo / name)
-    for folder in ("vsslpipe", "stages"):
-        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["synth"].update(num_classes=3, groups=4, clips_per_group=2, test_groups=1, frames=12,
-                           height=32, width=40)
-    params["extract"]["short_side"] = 0
-    params["flow"]["tvl1"].update(nscales=2, warps=1, outer_iterations=2, inner_iterations=5)
-    params["pretrain"]["defaults"].update(epochs=1, batch_size=4, size=24, clip_len=4, workers=0)
-    params["export"].update(workers=1, batch_size=8)
-    params["linear"].update(weight_decays=[0.01], max_iter=20)
-    params["tables"]["definitions"] = {"mini": {
-        "title": "Mini", "paper": "Test paper", "metrics": ["R@1", "linear_top1"],
-        "rows": [
-            {"name": "uniform", "label": "uniform gap", "encoder": "cvrl_rgb",
-             "set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "uniform"},
-             "published": {"R@1": 12.5}},
-            {"name": "linear", "label": "linear gap", "encoder": "cvrl_rgb",
-             "set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "linear"},
-             "published": {"R@1": 34.5, "linear_top1": 50.0}},
-        ]}}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def shrink(params: dict) -> None:
+        params["synth"].update(num_classes=3, groups=4, clips_per_group=2, test_groups=1, frames=12,
+                               height=32, width=40)
+        params["extract"]["short_side"] = 0
+        params["flow"]["tvl1"].update(nscales=2, warps=1, outer_iterations=2, inner_iterations=5)
+        params["pretrain"]["defaults"].update(epochs=1, batch_size=4, size=24, clip_len=4, workers=0)
+        params["export"].update(workers=1, batch_size=8)
+        params["linear"].update(weight_decays=[0.01], max_iter=20)
+        params["tables"]["definitions"] = {"mini": {
+            "title": "Mini", "paper": "Test paper", "metrics": ["R@1", "linear_top1"],
+            "rows": [
+                {"name": "uniform", "label": "uniform gap", "encoder": "cvrl_rgb",
+                 "set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "uniform"},
+                 "published": {"R@1": 12.5}},
+                {"name": "linear", "label": "linear gap", "encoder": "cvrl_rgb",
+                 "set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "linear"},
+                 "published": {"R@1": 34.5, "linear_top1": 50.0}},
+            ]}}
+
+    run_in_repo = make_dvc_repo(repo, shrink)
 
     def run(*cmd):
-        result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+        result = run_in_repo(*cmd)
         assert result.returncode == 0, f"{cmd}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
         return result
 
-    run("git", "init", "-q")
-    run("dvc", "init", "-q")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "init")  # dvc exp needs a commit (and dvclive a non-empty repo)
 
