@@ -41,6 +41,7 @@ from ..train import dist
 from . import METHODS
 from .base import Method, MethodSpec
 from .mining import BankIndex, drop_self_positive, mine_topk, mine_topk_in_queue, source_ids
+from .moco import queue_logit_logs
 from .streams import Stream
 
 MODALITIES = ("rgb", "flow")
@@ -293,11 +294,8 @@ class Cvtcl(Method):
         return loss, logs
 
     def _logs(self, logits: torch.Tensor, loss_nce: torch.Tensor, parts: dict) -> dict:
-        with torch.no_grad():
-            tau = self.cfg.temperature
-            return {"loss_nce": loss_nce.detach(), **parts,
-                    "pos_sim": logits[:, 0].mean() * tau, "neg_sim": logits[:, 1:].mean() * tau,
-                    "acc": (logits.argmax(1) == 0).float().mean()}
+        return {"loss_nce": loss_nce.detach(), **parts,
+                **queue_logit_logs(logits, self.cfg.temperature)}
 
     def after_step(self, step: int, ctx) -> None:
         if self._pending is None:

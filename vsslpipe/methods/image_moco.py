@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..losses import info_nce
 from . import METHODS
 from .base import MethodSpec
 from .moco import MomentumEncoderMethod
@@ -95,12 +94,4 @@ class ImageMoCo(MixedConvMemoryFormat, MomentumEncoderMethod):
 
     def forward(self, batch):
         frames = batch["frames"].flatten(0, 1)            # (B*K, 1, H, W, C): one clip per frame
-        q = self.encode_query(self.augment(frames, view=0))
-        k = self.encode_key(self.augment(frames, view=1))
-        loss, logits = info_nce(q, k, self.queue.keys.clone().detach(), self.cfg.temperature)
-        self._pending = k.detach()
-        with torch.no_grad():
-            t = self.cfg.temperature
-            logs = {"pos_sim": logits[:, 0].mean() * t, "neg_sim": logits[:, 1:].mean() * t,
-                    "acc": (logits.argmax(1) == 0).float().mean()}
-        return loss, logs
+        return self.contrast_with_queue(self.augment(frames, view=0), self.augment(frames, view=1))

@@ -66,6 +66,15 @@ def momentum_update(target: nn.Module, source: nn.Module, m: float) -> None:
         pt.mul_(m).add_(ps.detach(), alpha=1.0 - m)
 
 
+@torch.no_grad()
+def queue_logit_logs(logits: torch.Tensor, temperature: float) -> dict:
+    """Monitoring from InfoNCE logits whose column 0 is the positive: mean positive and negative
+    cosine similarity and the rate at which the positive scores highest."""
+    return {"pos_sim": logits[:, 0].mean() * temperature,
+            "neg_sim": logits[:, 1:].mean() * temperature,
+            "acc": (logits.argmax(1) == 0).float().mean()}
+
+
 class MomentumEncoderMethod(Method):
     """Shared MoCo machinery: query/key encoders, queue, momentum update after each step."""
 
@@ -87,6 +96,15 @@ class MomentumEncoderMethod(Method):
             x, unshuffle = dist.batch_shuffle(x)
             return dist.batch_unshuffle(self.key_head(self.key_backbone(x)), unshuffle)
         return self.key_head(self.key_backbone(x))
+
+    def contrast_with_queue(self, x_query: torch.Tensor, x_key: torch.Tensor):
+        """MoCo's InfoNCE of the query view against its key and the queue; the keys are enqueued
+        after the optimiser step. Returns (loss, logs)."""
+        q = self.encode_query(x_query)
+        k = self.encode_key(x_key)
+        loss, logits = info_nce(q, k, self.queue.keys.clone().detach(), self.cfg.temperature)
+        self._pending = k.detach()
+        return loss, queue_logit_logs(logits, self.cfg.temperature)
 
     def after_step(self, step: int, ctx) -> None:
         momentum_update(self.key_backbone, self.backbone, self.cfg.momentum)
@@ -118,14 +136,4 @@ class MoCo(MomentumEncoderMethod):
     def forward(self, batch):
         if "x0" not in batch:
             batch = self.prepare(batch)
-        x1, x2 = batch["x0"], batch["x1"]
-        q = self.encode_query(x1)
-        k = self.encode_key(x2)
-        negatives = self.queue.keys.clone().detach()
-        loss, logits = info_nce(q, k, negatives, self.cfg.temperature)
-        self._pending = k.detach()
-        with torch.no_grad():
-            t = self.cfg.temperature
-            logs = {"pos_sim": logits[:, 0].mean() * t, "neg_sim": logits[:, 1:].mean() * t,
-                    "acc": (logits.argmax(1) == 0).float().mean()}
-        return loss, logs
+        return self.contrast_with_queue(batch["x0"], batch["x1"])
