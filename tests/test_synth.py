@@ -49,3 +49,29 @@ def test_video_plan_covers_groups_and_clips():
     spec = SynthSpec(num_classes=10, groups=4, clips_per_group=2)
     plan = video_plan(spec)
     assert len(plan) == 80 and len({(c, g, k) for _, c, g, k in plan}) == 80
+
+
+def _stripe_orientation(frame: np.ndarray) -> float:
+    """Dominant gradient orientation (radians, mod pi) of a frame: the stripes' normal."""
+    gray = frame.astype(np.float64).mean(-1)
+    gy, gx = np.gradient(gray)
+    angle = np.arctan2(gy, gx) % np.pi
+    hist, edges = np.histogram(angle, bins=36, range=(0, np.pi), weights=np.hypot(gx, gy))
+    return float(edges[hist.argmax()] + np.pi / 72)
+
+
+def test_class_scenes_share_the_class_stripe_layout():
+    """With class_scene_p = 1 every group of a class has its stripes across the class's layout
+    (its own colours); layouts of different classes differ."""
+    from vsslpipe.video.synth import class_stripes
+
+    spec = SynthSpec(frames=2, class_scene_p=1.0)
+    layouts = {class_stripes(i) for i in range(len(CLASSES))}
+    assert len(layouts) == len(CLASSES)
+    for ci, cls in ((0, "MoveLeft"), (2, "MoveUp"), (4, "RotateClockwise")):
+        theta = class_stripes(ci)[0]
+        for group in (1, 2, 3):
+            frames = render_video(cls, spec, np.random.default_rng([0, ci, group]),
+                                  np.random.default_rng([0, ci, group, 1]))
+            error = abs(_stripe_orientation(frames[0]) - theta) % np.pi
+            assert min(error, np.pi - error) < np.radians(12), (cls, group)

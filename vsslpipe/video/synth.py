@@ -5,8 +5,14 @@ approach (growing) and recede (shrinking) — the same frames in opposite tempor
 horizontal or vertical oscillation. Appearance (background texture, object shape, colour and
 size, noise level) is drawn at random per group (the clips of a group share it, like UCF101's
 groups), and the start position, speed, phase and camera jitter per clip; test groups are
-disjoint from training groups, so only spatio-temporal features separate the classes. Videos are real encoded files (MPEG-4 Part 2
-in AVI, like UCF101's XviD), so the default pipeline runs the same decode path a real dataset does.
+disjoint from training groups.
+
+Scene bias, like UCF101's (diving happens at pools): with probability ``class_scene_p`` a
+group's background stripes follow its class's typical layout (orientation and period), in the
+group's own random colours. Without it (``class_scene_p: 0``) only motion separates the classes,
+and on the demo budget RGB encoders learn nothing but the group's colours (README, Evaluation).
+Videos are real encoded files (MPEG-4 Part 2 in AVI, like UCF101's XviD), so the default
+pipeline runs the same decode path a real dataset does.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class SynthSpec:
     fps: float = 25.0
     seed: int = 0
     texture_contrast: float = 1.0   # scales the background texture's amplitude (0: flat colour)
+    class_scene_p: float = 0.0      # chance a group's background has its class's stripe layout
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,19 @@ def _shape_polygon(shape: str) -> np.ndarray:
     return np.array(polys[shape], dtype=np.float64)
 
 
+def class_stripes(class_index: int) -> tuple[float, float]:
+    """A class's typical scene layout: stripe orientation (radians) and period (pixels).
+
+    Classes 0..11 get distinct layouts: 6 orientations 30 degrees apart x 2 periods."""
+    return math.pi * (class_index % 6) / 6, (7.0, 13.0)[(class_index // 6) % 2]
+
+
 def _background(rng: np.random.Generator, height: int, width: int, margin: int,
-                contrast: float = 1.0) -> np.ndarray:
-    """A random smooth texture (blobs + stripes), larger than the frame for camera jitter."""
+                contrast: float = 1.0, stripes_layout: tuple[float, float] | None = None) -> np.ndarray:
+    """A random smooth texture (blobs + stripes), larger than the frame for camera jitter.
+
+    With ``stripes_layout`` (orientation, period) the stripes follow it, a little varied, and are
+    stronger; colours and blobs stay random."""
     h, w = height + 2 * margin, width + 2 * margin
     base = rng.uniform(40, 215, size=3)
     img = np.tile(base, (h, w, 1))
@@ -78,9 +95,17 @@ def _background(rng: np.random.Generator, height: int, width: int, margin: int,
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(4, max(w, h) / 3)
         blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
         img += blob[..., None] * rng.uniform(-70, 70, size=3) * contrast
-    theta, period = rng.uniform(0, math.pi), rng.uniform(6, 24)
-    stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period)
-    img += stripes[..., None] * rng.uniform(0, 25) * contrast
+    if stripes_layout is None:
+        theta, period = rng.uniform(0, math.pi), rng.uniform(6, 24)
+        stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period)
+        img += stripes[..., None] * rng.uniform(0, 25) * contrast
+    else:
+        theta = stripes_layout[0] + rng.normal(0, 0.08)
+        period = stripes_layout[1] * rng.uniform(0.9, 1.1)
+        phase = rng.uniform(0, 2 * math.pi)
+        stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period + phase)
+        tint = rng.uniform(0.3, 1.0, size=3)
+        img += stripes[..., None] * tint * rng.uniform(35, 50) * contrast
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -145,7 +170,8 @@ def render_video(cls: str, spec: SynthSpec, look: np.random.Generator,
     """
     h, w, t = spec.height, spec.width, spec.frames
     margin = 8
-    background = _background(look, h, w, margin, spec.texture_contrast)
+    layout = class_stripes(CLASSES.index(cls)) if look.uniform() < spec.class_scene_p else None
+    background = _background(look, h, w, margin, spec.texture_contrast, layout)
     shape = _shape_polygon(SHAPES[int(look.integers(len(SHAPES)))])
     size = look.uniform(0.2, 0.28) * min(h, w)
     colour = cv2.cvtColor(np.uint8([[[look.integers(0, 180), look.integers(120, 256),
