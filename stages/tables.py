@@ -6,9 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from vsslpipe.tables.definitions import SCALES, get_table, load_tables, row_overrides
+from vsslpipe.config import read_params
+from vsslpipe.tables.definitions import SCALES, apply_overrides, get_table, load_tables, row_overrides
 from vsslpipe.tables.render import table_frame, to_markdown, write_table
-from vsslpipe.tables.runner import existing_experiments, experiment_name, row_metrics, run_rows
+from vsslpipe.tables.runner import (existing_experiments, experiment_name, row_metrics, run_rows,
+                                    stale_reason, tracked_files)
 
 from .common import ParamsOpt, echo, report_user_errors
 
@@ -51,13 +53,14 @@ def run(
 ) -> None:
     """Run a table's rows as DVC experiments named <table>-<row>-<scale>, then render it.
 
-    Finished rows are reused; unchanged stages come from DVC's run-cache.
+    Finished rows are reused while current (same parameters, same source files); unchanged
+    stages come from DVC's run-cache.
     Example: vsslpipe tables run cvrl_sampling --scale demo
     """
     tables, scales = load_tables(params, validate=True)
     table = get_table(tables, name)
-    run_rows(repo, table, scale, lambda row: row_overrides(scales, scale, table, row), rows, queue, force,
-             log=echo)
+    run_rows(repo, table, scale, lambda row: row_overrides(scales, scale, table, row),
+             read_params(params), rows, queue, force, log=echo)
     if not queue:
         show(name, scale, params, repo)
 
@@ -73,17 +76,28 @@ def show(
 ) -> None:
     """Render results/tables/NAME.md and .csv: measured beside published, per row.
 
+    Only current rows count: a row's experiment run with other parameters or older source files
+    is left out (and named), never shown as today's result.
+
     Example: vsslpipe tables show cvtcl_table3
     """
-    tables, _ = load_tables(params, validate=False)
+    tables, scales = load_tables(params, validate=False)
     table = get_table(tables, name)
     found = existing_experiments(repo)
+    tracked = tracked_files(repo) if found else set()
+    raw = read_params(params)
     measured, experiments = {}, {}
     for row in table.rows:
         exp = experiment_name(table, row, scale)
-        if exp in found:
-            measured[row.name] = row_metrics(found[exp], row.encoder)
-            experiments[row.name] = exp
+        if exp not in found:
+            continue
+        expected = apply_overrides(raw, row_overrides(scales, scale, table, row), f"row {row.name!r}")
+        reason = stale_reason(found[exp], expected, repo, tracked)
+        if reason is not None:
+            echo(f"tables: {exp} left out: stale ({reason}); `vsslpipe tables run {name}` re-runs it")
+            continue
+        measured[row.name] = row_metrics(found[exp], row.encoder)
+        experiments[row.name] = exp
     frame = table_frame(table, scale, measured, experiments)
     md, csv = write_table(table, frame, scale, repo / out_dir)
     typer.echo(to_markdown(table, frame, scale))

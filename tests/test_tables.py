@@ -88,3 +88,77 @@ def test_render_measured_beside_published(tmp_path):
     assert "| A | 52.5 / 40.0 | 71.2 / — | `t-a-demo` |" in md
     unrun = to_markdown(table, table_frame(table, "demo", {}, {}), "demo")
     assert "— / 40.0" in unrun and "(not run)" in unrun
+
+
+def _as_dvc_runs_it(tmp_path, params: dict, overrides: dict) -> dict:
+    """params.yaml after DVC applies the row's ``-S`` arguments (DVC's own Hydra code)."""
+    from dvc.utils.hydra import apply_overrides as dvc_apply
+
+    path = tmp_path / "run_params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    args = override_args(overrides, params)
+    dvc_apply(str(path), [a for a in args if a != "-S"])
+    return yaml.safe_load(path.read_text())
+
+
+def test_dvc_applies_overrides_as_validation_does(tmp_path):
+    """An empty mapping replaces (Hydra alone would merge ``{}``, a no-op); a non-empty one merges
+    key by key; our ``apply_overrides`` (used to validate and to recognise stale rows) agrees."""
+    from vsslpipe.tables.definitions import apply_overrides
+
+    params = {"pretrain": {"o": {"g": 1.0, "f": 0.0}, "p": "x"}, "b": {"c": 1}}
+    overrides = {"pretrain.o": {}, "pretrain.o.f": 0.5, "b.c": 3, "pretrain.p": "y"}
+    ran = _as_dvc_runs_it(tmp_path, params, overrides)
+    assert ran == apply_overrides(params, overrides, "test")
+    assert ran == {"pretrain": {"o": {"f": 0.5}, "p": "y"}, "b": {"c": 3}}
+    merging = {"pretrain.o": {"f": 0.5}}
+    merged = _as_dvc_runs_it(tmp_path, params, merging)
+    assert merged == apply_overrides(params, merging, "test")
+    assert merged["pretrain"]["o"] == {"g": 1.0, "f": 0.5}
+
+
+def test_paper_scale_drops_the_demo_rgb_augmentation(tmp_path):
+    """At paper scale no RGB experiment keeps the demo's grayscale clips or large crops."""
+    from vsslpipe.config import read_params
+    from vsslpipe.train.config import load_experiment
+
+    params = read_params(ROOT / "params.yaml")
+    tables, scales = load_tables(ROOT / "params.yaml")
+    demo = load_experiment(params, "cvrl_rgb").augment.overrides
+    assert demo["gray_p"] == 1.0    # the demo setting this test is about
+    for name, encoder, experiment in (("cvrl_sampling", "cvrl_rgb", "cvrl_rgb"),
+                                      ("cacl_pairs", "cacl_rgb", "cacl_rgb"),
+                                      ("cvtcl_table1", "cvtcl_init_rgb", "cvtcl_init_rgb"),
+                                      ("cvtcl_table2", "cvtcl_cotrain_rgb", "cvtcl_cotrain")):
+        table = tables[name]
+        row = next(r for r in table.rows if r.encoder == encoder)
+        ran = _as_dvc_runs_it(tmp_path, params, row_overrides(scales, "paper", table, row))
+        overrides = load_experiment(ran, experiment).augment.overrides
+        assert "gray_p" not in overrides and "area" not in overrides, (name, overrides)
+        assert overrides["flip_p"] == 0.5
+        assert "gray_p" not in (ran["pretrain_frames"]["augment"].get("overrides") or {})
+
+
+def test_load_tables_leaves_definitions_as_written(tmp_path):
+    table = _table(set={"pretrain.experiments.cvrl_rgb.augment.overrides": {},
+                        "pretrain.experiments.cvrl_rgb.augment.overrides.flip_p": 0.5})
+    tables, _ = load_tables(_params_with(tmp_path, table), validate=True)
+    assert tables["t"].rows[0].set["pretrain.experiments.cvrl_rgb.augment.overrides"] == {}
+
+
+def test_stale_rows_are_recognised(tmp_path):
+    """A finished row counts only if it ran with today's parameters and source files."""
+    import hashlib
+
+    from vsslpipe.tables.runner import stale_reason
+
+    (tmp_path / "code.py").write_text("x = 1\n")
+    params = {"synth": {"groups": 10}, "tables": {"anything": 1}}
+    current = {"params": {"synth": {"groups": 10}, "tables": {"other": 2}},
+               "deps": {"code.py": {"hash": hashlib.md5(b"x = 1\n").hexdigest()},
+                        "data/frames.h5": {"hash": "0" * 32}}}
+    assert stale_reason(current, params, tmp_path, {"code.py"}) is None
+    older_data = {**current, "params": {"synth": {"groups": 6}}}
+    assert stale_reason(older_data, params, tmp_path, {"code.py"}) == "parameter synth.groups differs"
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert stale_reason(current, params, tmp_path, {"code.py"}) == "code.py changed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import yaml
 from conftest import make_dvc_repo
 
 
@@ -51,3 +52,16 @@ def test_two_row_table_runs_and_renders(tmp_path):
 
     again = run(sys.executable, "-m", "vsslpipe.stages.cli", "tables", "run", "mini")
     assert "mini-uniform-demo: done before, reused" in again.stderr
+
+    # A newer commit with other parameters: the earlier runs are stale, not today's results.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["linear"]["max_iter"] = 25
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("git", "commit", "-qam", "more probe iterations")
+    shown = run(sys.executable, "-m", "vsslpipe.stages.cli", "tables", "show", "mini")
+    assert "mini-uniform-demo left out: stale (parameter linear.max_iter differs)" in shown.stderr
+    assert "(not run)" in (repo / "results/tables/mini.md").read_text()
+    rerun = run(sys.executable, "-m", "vsslpipe.stages.cli", "tables", "run", "mini", "--row", "uniform")
+    assert "mini-uniform-demo: the earlier run is stale (parameter linear.max_iter differs)" in rerun.stderr
+    md = (repo / "results/tables/mini.md").read_text()
+    assert "`mini-uniform-demo`" in md and "`mini-linear-demo`" not in md

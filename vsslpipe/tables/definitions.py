@@ -132,7 +132,9 @@ def set_dotted(params: dict, key: str, value: Any, must_exist: bool, where: str)
         raise ConfigError(f"{where}: {'.'.join(parts[:-1])} is not a mapping (key {key!r})")
     if must_exist and parts[-1] not in node:
         raise ConfigError(f"{where}: unknown parameter {key!r}")
-    node[parts[-1]] = value
+    # A copy: a later key may write into this value (``a: {}`` then ``a.b: 1``), and the
+    # definition it came from must stay as written.
+    node[parts[-1]] = copy.deepcopy(value)
 
 
 def row_overrides(scales: Mapping[str, dict], scale: str, table: TableDef, row: RowDef) -> dict:
@@ -142,10 +144,23 @@ def row_overrides(scales: Mapping[str, dict], scale: str, table: TableDef, row: 
     return {**scales.get(scale, {}), **(table.scale_set.get(scale) or {}), **row.set}
 
 
-def apply_overrides(params: Mapping, overrides: Mapping[str, Any], where: str) -> dict:
-    """params with ``overrides`` applied; keys outside ``pretrain`` must exist already."""
-    out = copy.deepcopy(dict(params))
+def flatten_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A non-empty mapping value becomes one key per leaf, so it merges into what params.yaml
+    holds (as DVC's ``-S`` does); an empty mapping stays, and replaces."""
+    flat: dict[str, Any] = {}
     for key, value in overrides.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_overrides({f"{key}.{k}": v for k, v in value.items()}))
+        else:
+            flat[key] = value
+    return flat
+
+
+def apply_overrides(params: Mapping, overrides: Mapping[str, Any], where: str) -> dict:
+    """params with ``overrides`` applied as ``dvc exp run -S`` applies them (mappings merge key
+    by key, an empty mapping replaces); keys outside ``pretrain`` must exist already."""
+    out = copy.deepcopy(dict(params))
+    for key, value in flatten_overrides(overrides).items():
         set_dotted(out, key, value, must_exist=not key.startswith("pretrain."), where=where)
     return out
 
