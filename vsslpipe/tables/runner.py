@@ -85,6 +85,7 @@ def existing_experiments(repo: Path) -> dict[str, dict]:
                                for path, m in (data.get("metrics") or {}).items()}
                     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
                     found.setdefault(name, {"metrics": metrics, "rev": data.get("rev", ""),
+                                            "baseline": commit.get("rev", ""),
                                             "params": params, "deps": data.get("deps") or {}})
     return found
 
@@ -144,6 +145,7 @@ def run_rows(repo: Path, table: TableDef, scale: str, overrides_for: Callable[[R
     overrides) and with today's source files."""
     existing = existing_experiments(repo)
     tracked = tracked_files(repo) if existing else set()
+    head = _run(["git", "rev-parse", "HEAD"], repo).stdout.strip() if existing else ""
     wanted = set(rows) if rows else None
     names = []
     for row in table.rows:
@@ -152,6 +154,9 @@ def run_rows(repo: Path, table: TableDef, scale: str, overrides_for: Callable[[R
         name = experiment_name(table, row, scale)
         names.append(name)
         overrides = overrides_for(row)
+        # `dvc exp run --force` re-runs every stage (no run-cache): only for an explicit --force,
+        # or to replace a stale run of the same name on this very commit (a name is unique per
+        # baseline commit; a stale run on an older commit needs no replacing).
         rerun = force
         if name in existing and not force:
             expected = apply_overrides(params, overrides, f"table {table.name!r} row {row.name!r}")
@@ -160,7 +165,7 @@ def run_rows(repo: Path, table: TableDef, scale: str, overrides_for: Callable[[R
                 log(f"{name}: done before, reused")
                 continue
             log(f"{name}: the earlier run is stale ({reason})")
-            rerun = True
+            rerun = existing[name]["baseline"] in (head, "workspace")
         cmd = row_command(table, row, scale, overrides, queue, params)
         if rerun and name in existing:
             cmd.insert(3, "--force")
