@@ -121,6 +121,65 @@ def test_init_loss_is_infonce_plus_ltcl_and_coclr_is_cvtcl_without_ltcl():
         build_method(spec("coclr", use_local=True))      # CoCLR has no LTCL parameters
 
 
+def test_two_windows_init_contrasts_two_clips_and_ltcl_keeps_the_query_window():
+    """``clips: independent`` (CoCLR's code): query and key views come from two windows; LTCL's
+    key view is a second augmentation of the query's window (its sub-clips are L_LT negatives)."""
+    from vsslpipe.data.windows import IndependentWindowsSampler
+
+    torch.manual_seed(0)
+    method = build_method(spec("cvtcl", clips="independent"))
+    assert isinstance(method.make_sampler(), IndependentWindowsSampler)
+    c0, c1 = raw(seed=0), raw(seed=1)
+    torch.manual_seed(1)
+    loss, logs = method({"clip0": c0, "clip1": c1, "index": torch.arange(4)})
+    st = method.streams["rgb"]
+    torch.manual_seed(1)
+    x1, x2, x2_ltcl = method.augment_rgb(c0, view=0), method.augment_rgb(c1, view=1), \
+        method.augment_rgb(c0, view=1)
+    nce, _ = info_nce(st.query(x1), st.key(x2), st.queue.keys, method.cfg.temperature)
+    lt, _ = st.ltcl(x1, x2_ltcl, method.cfg)
+    assert logs["loss_nce"].item() == pytest.approx(nce.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(nce.item() + lt.item(), rel=1e-5)
+    with pytest.raises(ConfigError):
+        build_method(spec("cvtcl", clips="sometimes"))
+
+
+def test_two_stream_sampler_draws_the_same_two_windows_for_both_streams():
+    from vsslpipe.data.twostream import TwoStreamSampler
+
+    class Video:
+        num_frames = 30
+
+        def read(self, start, stop, step=1, modality=None):
+            idx = np.arange(start, stop)[::step]
+            c = 3 if modality == "rgb" else 2
+            return np.broadcast_to(idx[:, None, None, None], (len(idx), 2, 2, c)).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    gaps = set()
+    for _ in range(50):
+        out = TwoStreamSampler(clip_len=4, stride=2, two_windows=True)(Video(), rng)
+        assert set(out) == {"rgb", "flow", "rgb_key", "flow_key"}
+        for key in ("", "_key"):
+            assert np.array_equal(out["rgb" + key][:, 0, 0, 0], out["flow" + key][:, 0, 0, 0])
+        gaps.add(int(out["rgb_key"][0, 0, 0, 0]) - int(out["rgb"][0, 0, 0, 0]))
+    assert len(gaps) > 5                  # the windows differ, in both orders
+    assert set(TwoStreamSampler(4, 2)(Video(), rng)) == {"rgb", "flow"}
+
+
+def test_cotrain_two_windows_key_view_from_the_second_window(tmp_path):
+    method = cotrain_method(tmp_path, topk=0, ltcl_rgb=False, clips="independent")
+    batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "rgb_key": raw(seed=2),
+             "flow_key": raw(c=2, seed=3), "index": torch.arange(4)}
+    torch.manual_seed(2)
+    loss, _ = method(batch)
+    st = method.streams["rgb"]
+    torch.manual_seed(2)
+    x1, x2 = method.augment_rgb(batch["rgb"], view=0), method.augment_rgb(batch["rgb_key"], view=1)
+    expected, _ = info_nce(st.query(x1), st.key(x2), st.queue.keys, method.cfg.temperature)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_cotrain_k0_is_instance_discrimination(tmp_path):
     method = cotrain_method(tmp_path, topk=0, ltcl_rgb=False)
     batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "index": torch.arange(4)}
@@ -128,7 +187,7 @@ def test_cotrain_k0_is_instance_discrimination(tmp_path):
     loss, _ = method(batch)
     st = method.streams["rgb"]
     torch.manual_seed(2)
-    x1, x2 = method._views(batch["rgb"], "rgb")
+    x1, x2, _ = method._views(batch["rgb"], "rgb")
     expected, _ = info_nce(st.query(x1), st.key(x2), st.queue.keys, method.cfg.temperature)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -142,7 +201,7 @@ def test_cotrain_positives_are_key_plus_mined_bank_entries(tmp_path):
     loss, logs = method(batch)
     # by hand: flow-space neighbours (brute force), RGB bank embeddings as extra positives
     torch.manual_seed(3)
-    x1, x2 = method._views(batch["rgb"], "rgb")
+    x1, x2, _ = method._views(batch["rgb"], "rgb")
     q, k = st.query(x1), st.key(x2)
     from vsslpipe.data.twostream import center_view
     sf.eval()

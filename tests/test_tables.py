@@ -139,6 +139,24 @@ def test_paper_scale_drops_the_demo_rgb_augmentation(tmp_path):
         assert "gray_p" not in (ran["pretrain_frames"]["augment"].get("overrides") or {})
 
 
+def test_paper_scale_drops_the_demo_cvtcl_schedule_choices(tmp_path):
+    """The demo's faster momentum (RGB init) and two-window flow init stay at demo scale."""
+    from vsslpipe.config import read_params
+    from vsslpipe.train.config import load_experiment
+
+    params = read_params(ROOT / "params.yaml")
+    tables, scales = load_tables(ROOT / "params.yaml")
+    demo_flow = load_experiment(params, "cvtcl_init_flow").method_args["cvtcl"]
+    assert demo_flow["clips"] == "independent"
+    assert load_experiment(params, "cvtcl_init_rgb").method_args["cvtcl"]["momentum"] == 0.99
+    table = tables["cvtcl_table1"]
+    for encoder in ("cvtcl_init_rgb", "cvtcl_init_flow"):
+        row = next(r for r in table.rows if r.encoder == encoder)
+        ran = _as_dvc_runs_it(tmp_path, params, row_overrides(scales, "paper", table, row))
+        args = load_experiment(ran, encoder).method_args["cvtcl"]
+        assert (args["clips"], args["momentum"]) == ("same", 0.999)
+
+
 def test_load_tables_leaves_definitions_as_written(tmp_path):
     table = _table(set={"pretrain.experiments.cvrl_rgb.augment.overrides": {},
                         "pretrain.experiments.cvrl_rgb.augment.overrides.flip_p": 0.5})

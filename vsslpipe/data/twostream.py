@@ -16,6 +16,10 @@ import torch.nn.functional as F
 from .flowstore import DEFAULT_BOUND
 from .modality import normalize_flow, normalize_rgb
 from .sampling import clip_span, read_clip
+from .windows import independent_starts
+
+
+MODALITIES = ("rgb", "flow")
 
 
 @dataclass(frozen=True)
@@ -23,18 +27,27 @@ class TwoStreamSampler:
     """``{"rgb": (T,H,W,3), "flow": (T,H,W,2)}`` uint8 of one window (CoCLR / CVTCL co-training).
 
     ``center=True`` takes the middle window (memory-bank passes: deterministic); otherwise the
-    start is uniform (random temporal crop, as the papers).
+    start is uniform (random temporal crop, as the papers). ``two_windows=True`` draws a second,
+    independent window for the key view as well, ``{"rgb_key", "flow_key"}``, the same for both
+    streams (CoCLR's loader, :mod:`vsslpipe.data.windows`).
     """
 
     clip_len: int
     stride: int
     center: bool = False
+    two_windows: bool = False
 
     def __call__(self, video, rng: np.random.Generator) -> dict:
+        if self.two_windows and not self.center:
+            a, b = independent_starts(video.num_frames, self.clip_len, self.stride, rng)
+            out = {m: read_clip(video, a, self.clip_len, self.stride, modality=m) for m in MODALITIES}
+            out.update({f"{m}_key": read_clip(video, b, self.clip_len, self.stride, modality=m)
+                        for m in MODALITIES})
+            return out
         max_start = max(video.num_frames - clip_span(self.clip_len, self.stride), 0)
         start = max_start // 2 if self.center else int(rng.integers(0, max_start + 1))
         return {m: read_clip(video, start, self.clip_len, self.stride, modality=m)
-                for m in ("rgb", "flow")}
+                for m in MODALITIES}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from torch import nn
 from ..data.augment import build_augment
 from ..data.sampling import SameClipSampler
 from ..data.twostream import CenterClipSampler, TwoStreamSampler, center_view
+from ..data.windows import IndependentWindowsSampler
 from ..errors import ConfigError
 from ..losses import info_nce, multi_positive_infonce
 from ..losses.ltcl import LTCL_FORMS
@@ -65,6 +66,7 @@ class CoclrConfig:
     cycles: int = 2
     epochs_per_phase: int = 100
     first_phase: str = "rgb"
+    clips: str = "same"                  # key view: same window | independent (CoCLR's code)
     mining_source: str = "bank"          # bank (paper) | queue (CoCLR's code)
     same_source_positive: bool = False   # CoCLR's code: same UCF101 source = positive, not mined
     drop_self_prob: float = 0.0          # CoCLR's code: 0.9
@@ -79,6 +81,8 @@ class CoclrConfig:
             raise ConfigError("topk >= 0, cycles >= 1 and epochs_per_phase >= 1 required")
         if self.first_phase not in MODALITIES or self.mining_source not in ("bank", "queue"):
             raise ConfigError("first_phase must be rgb|flow and mining_source bank|queue")
+        if self.clips not in ("same", "independent"):
+            raise ConfigError("clips must be same or independent")
         if not 0.0 <= self.drop_self_prob <= 1.0:
             raise ConfigError("drop_self_prob must be in [0, 1]")
         if self.stage == "cotrain" and not (self.init_rgb and self.init_flow):
@@ -146,8 +150,11 @@ class Cvtcl(Method):
         return MODALITIES if self.cotrain else (self.spec.modality,)
 
     def make_sampler(self):
+        two_windows = self.cfg.clips == "independent"
         if self.cotrain:
-            return TwoStreamSampler(self.spec.clip_len, self.spec.stride)
+            return TwoStreamSampler(self.spec.clip_len, self.spec.stride, two_windows=two_windows)
+        if two_windows:
+            return IndependentWindowsSampler(self.spec.clip_len, self.spec.stride)
         return SameClipSampler(self.spec.clip_len, self.spec.stride)
 
     # -- schedule --------------------------------------------------------------------------
@@ -212,9 +219,21 @@ class Cvtcl(Method):
     def forward(self, batch):
         return self._cotrain_step(batch) if self.cotrain else self._init_step(batch)
 
-    def _views(self, clips: torch.Tensor, m: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _views(self, clips: torch.Tensor, m: str, key_clips: Optional[torch.Tensor] = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query view, key view and the key view LTCL uses. With two windows (``clips:
+        independent``) the key view comes from ``key_clips``; LTCL's key must show the query's window
+        (its sub-clips are the L_LT negatives), so it is a second augmentation of ``clips``."""
         aug = getattr(self, f"augment_{m}")
-        return aug(clips, view=0), aug(clips, view=1)
+        x1, x2 = aug(clips, view=0), aug(clips if key_clips is None else key_clips, view=1)
+        x2_ltcl = x2
+        if key_clips is not None and self._ltcl_on(m):
+            x2_ltcl = aug(clips, view=1)
+        return x1, x2, x2_ltcl
+
+    def _ltcl_on(self, m: str) -> bool:
+        on = getattr(self.cfg, f"ltcl_{m}") if self.cotrain else True
+        return on and (self.cfg.use_local or self.cfg.use_lt)
 
     def _ltcl(self, stream: Stream, x1, x2, on: bool, code_divisor: float):
         if not on or not (self.cfg.use_local or self.cfg.use_lt):
@@ -224,11 +243,14 @@ class Cvtcl(Method):
     def _init_step(self, batch):
         cfg, m = self.cfg, self.spec.modality
         stream = self.streams[m]
-        x1, x2 = self._views(batch["clip"], m)
+        if "clip" in batch:
+            x1, x2, x2_ltcl = self._views(batch["clip"], m)
+        else:                                             # two windows (clips: independent)
+            x1, x2, x2_ltcl = self._views(batch["clip0"], m, batch["clip1"])
         q, k = stream.query(x1), stream.key(x2)
         loss_nce, logits = info_nce(q, k, stream.queue.keys.clone().detach(), cfg.temperature)
         loss = cfg.alpha * loss_nce
-        lt, parts = self._ltcl(stream, x1, x2, True, 3.0)
+        lt, parts = self._ltcl(stream, x1, x2_ltcl, True, 3.0)
         if lt is not None:
             loss = loss + cfg.beta * lt
         self._pending = (k.detach(), batch["index"], None)
@@ -239,7 +261,7 @@ class Cvtcl(Method):
         st, sf = self.streams[t], self.streams[self.frozen]
         sf.eval()                                         # the frozen stream is a fixed sampler
         idx = batch["index"].long()
-        x1, x2 = self._views(batch[t], t)
+        x1, x2, x2_ltcl = self._views(batch[t], t, batch.get(f"{t}_key"))
         q, k = st.query(x1), st.key(x2)
         with torch.no_grad():
             z_other = sf.query(center_view(batch[self.frozen], self.frozen, self.spec.size))
@@ -278,7 +300,7 @@ class Cvtcl(Method):
         pos = drop_self_positive(pos, cfg.drop_self_prob)
         loss_rf = multi_positive_infonce(logits, pos, valid)
         code = cfg.ltcl_form == "code"
-        lt, parts = self._ltcl(st, x1, x2, getattr(cfg, f"ltcl_{t}"), 1.0 if code else 3.0)
+        lt, parts = self._ltcl(st, x1, x2_ltcl, getattr(cfg, f"ltcl_{t}"), 1.0 if code else 3.0)
         loss = cfg.alpha * loss_rf + (cfg.beta * lt if lt is not None else 0.0)
         if code and lt is not None:   # the released co-training script: (L_RF + local + LT) / 3
             loss = loss / 3.0
