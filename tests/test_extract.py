@@ -28,8 +28,8 @@ def run_cli(args, cwd, **kw):
     return subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, **kw)
 
 
-def write_params(path: Path, **extract) -> Path:
-    path.write_text(yaml.safe_dump({"extract": extract}))
+def write_params(path: Path, data: dict | None = None, **extract) -> Path:
+    path.write_text(yaml.safe_dump({"extract": extract, "data": data or {}}))
     return path
 
 
@@ -38,7 +38,8 @@ def test_store_schema_and_exact_frames(tiny_frames, tiny_dataset):
     store = FrameStore(store_path)
     ids = store.video_ids()
     assert ids == sorted(ids) and len(ids) == TINY_SPEC.num_classes * TINY_SPEC.groups
-    with h5py.File(store_path) as f:
+    assert store_path.is_dir()   # a folder: index.h5 + shards/; plain h5py sees it through the index
+    with h5py.File(store_path / "index.h5") as f:
         assert f.attrs["schema"] == "vsslpipe-frames" and f.attrs["schema_version"] == 1
         assert json.loads(f.attrs["settings"])["jpeg_quality"] == 90
         ds = f[ids[0]]["frames"]
@@ -105,15 +106,16 @@ def _broken_dataset(tmp_path: Path) -> Path:
 def test_broken_videos_are_listed_and_others_extracted(tmp_path):
     root = _broken_dataset(tmp_path)
     params = write_params(tmp_path / "params.yaml", videos=str(root / "videos"),
-                          splits=str(root / "ucfTrainTestlist"), out=str(tmp_path / "f.h5"),
-                          manifest=str(tmp_path / "m.csv"), metrics=str(tmp_path / "x.json"),
-                          short_side=0, workers=2, max_failed_fraction=0.5)
+                          splits=str(root / "ucfTrainTestlist"), metrics=str(tmp_path / "x.json"),
+                          short_side=0, workers=2,
+                          data={"frames": str(tmp_path / "f"), "manifest": str(tmp_path / "m.csv"),
+                                "max_failed_fraction": 0.5})
     result = run_cli(["extract", "--params", str(params)], tmp_path)
     assert result.returncode == 0, result.stderr
-    failures = (tmp_path / "f.failures.csv").read_text().splitlines()
+    failures = (tmp_path / "f" / "failures.csv").read_text().splitlines()
     assert failures[0] == "video_id,reason" and len(failures) == 3
     assert "empty file" in failures[1] or "empty file" in failures[2]
-    assert len(FrameStore(tmp_path / "f.h5").video_ids()) == 9 - 2
+    assert len(FrameStore(tmp_path / "f").video_ids()) == 9 - 2
     assert json.loads((tmp_path / "x.json").read_text())["failed"] == 2
 
     strict = run_cli(["extract", "--params", str(params), "--max-failed-fraction", "0.1"], tmp_path)
@@ -127,7 +129,7 @@ def test_user_errors_are_one_line(tmp_path):
     assert "Traceback" not in missing.stderr
     params = write_params(tmp_path / "p.yaml", jpeg_qualty=3)
     typo = run_cli(["extract", "--params", str(params)], tmp_path)
-    assert typo.returncode == 1 and "unknown parameter(s) jpeg_qualty" in typo.stderr
+    assert typo.returncode == 1 and "extract.jpeg_qualty: unknown parameter" in typo.stderr
     params = write_params(tmp_path / "p.yaml", workers="two")
     bad = run_cli(["extract", "--params", str(params)], tmp_path)
     assert bad.returncode == 1 and "extract.workers: expected an integer" in bad.stderr
@@ -137,50 +139,60 @@ def test_user_errors_are_one_line(tmp_path):
 
 
 def _store_content(path: Path) -> dict:
-    content = {}
-    with h5py.File(path) as f:
-        content["/attrs"] = {k: str(v) for k, v in f.attrs.items()}
-        for vid in f["video_ids"][()]:
-            ds = f[vid.decode()]["frames"]
-            content[vid] = ([bytes(x) for x in ds[()]], {k: str(v) for k, v in ds.attrs.items()})
+    """Everything a reader sees: root attributes, and per video its JPEG bytes and attributes."""
+    store = FrameStore(path)
+    content = {"/attrs": {k: str(v) for k, v in store.attrs.items()}}
+    for vid in store.video_ids():
+        content[vid] = ([bytes(x) for x in store.read_jpeg(vid)],
+                        {k: str(v) for k, v in store.video_attrs(vid).items()})
     return content
+
+
+_EXTRACT = """
+import sys
+from pathlib import Path
+from vsslpipe.data.manifest import read_ucf101
+from vsslpipe.video.extract import ExtractSettings, extract_videos
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+manifest = read_ucf101(root / "videos", root / "ucfTrainTestlist")
+r = extract_videos(manifest, root / "videos", out,
+                   ExtractSettings(short_side=0, videos_per_shard=3), workers=2, progress=False)
+print(r.reused, r.extracted)
+"""
 
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_identical_store(tmp_path):
+    """Killed mid-run (workers included), rerun: finished shards are reused, a half-written one
+    is deleted, and the store equals an uninterrupted run's, down to its store_id."""
     spec = TINY_SPEC.__class__(num_classes=3, groups=10, clips_per_group=1, test_groups=2,
                                frames=24, height=32, width=40, seed=3)
     root = make_synth_dataset(tmp_path / "ds", spec)
-    common = dict(videos=str(root / "videos"), splits=str(root / "ucfTrainTestlist"),
-                  short_side=0, workers=1)
-    ref_params = write_params(tmp_path / "ref.yaml", out=str(tmp_path / "ref/f.h5"),
-                              manifest=str(tmp_path / "ref/m.csv"),
-                              metrics=str(tmp_path / "ref/x.json"), **common)
-    assert run_cli(["extract", "--params", str(ref_params)], tmp_path).returncode == 0
+    cmd = [sys.executable, "-c", _EXTRACT, str(root)]
+    assert subprocess.run(cmd + [str(tmp_path / "ref")], capture_output=True).returncode == 0
 
-    out = tmp_path / "run/f.h5"
-    params = write_params(tmp_path / "run.yaml", out=str(out), manifest=str(tmp_path / "run/m.csv"),
-                          metrics=str(tmp_path / "run/x.json"), **common)
+    out = tmp_path / "run"
     scratch = h5parts.scratch_dir(out, ExtractSettings(short_side=0).as_dict())
-    proc = subprocess.Popen(CLI + ["extract", "--params", str(params)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd + [str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
-    while time.time() < deadline and len(h5parts.finished_parts(scratch)) < 3:
+    while time.time() < deadline and len(h5parts.finished_shards(scratch)) < 3:
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, workers included
     proc.wait()
-    done = len(h5parts.finished_parts(scratch))
-    assert 3 <= done < 30 and not out.exists(), "the kill must land mid-run"
-    (scratch / "stale.h5.tmp-host-1-deadbeef").write_bytes(b"half-written")
+    done = len(h5parts.finished_shards(scratch))
+    assert 3 <= done < 10 and not out.exists(), "the kill must land mid-run"
+    (scratch / "shards" / "stale.h5.tmp-host-1-deadbeef").write_bytes(b"half-written")
 
-    result = run_cli(["extract", "--params", str(params)], tmp_path)
+    result = subprocess.run(cmd + [str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((tmp_path / "run/x.json").read_text())
-    assert metrics["reused_from_interrupted_run"] >= done - 1  # complete parts not decoded again
-    assert metrics["videos"] == 30
-    assert not scratch.exists()
-    assert _store_content(out) == _store_content(tmp_path / "ref/f.h5")
+    reused, extracted = map(int, result.stdout.split())
+    assert reused >= 3 * done and reused + extracted == 30   # finished shards not decoded again
+    assert not scratch.parent.exists()                   # no scratch left behind
+    assert _store_content(out) == _store_content(tmp_path / "ref")
+    assert FrameStore(out).store_id == FrameStore(tmp_path / "ref").store_id
+    assert sorted(p.name for p in (out / "shards").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "ref" / "shards").iterdir())
 
 
 def test_probe_reports_size_and_rate(tiny_dataset):

@@ -1,4 +1,4 @@
-"""The flow stage: quantisation, agreement with OpenCV, failures, resume after a kill, shards."""
+"""The flow stage: quantisation, agreement with OpenCV, failures, resume after a kill, torchrun."""
 from __future__ import annotations
 
 import json
@@ -21,8 +21,7 @@ from vsslpipe.data.framestore import FrameStore, encode_jpeg, write_video_group
 from vsslpipe.flow.compute import FlowSettings, compute_flow
 from vsslpipe.flow.opencv_backend import create_tvl1
 from vsslpipe.flow.params import TVL1Params
-from vsslpipe.flow.sharding import merge_shards, parse_shard, select_shard
-from vsslpipe.errors import ConfigError, DataError
+from vsslpipe.flow.sharding import share
 
 SETTINGS = FlowSettings(backend="opencv")
 
@@ -33,19 +32,18 @@ def small_frames(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("flow_frames")
     videos = {f"C{i % 2}/v_C{i % 2}_g0{i}_c01": _textured_frames(4, seed=i, speed=1 + i % 2)
               for i in range(8)}
-    _write_store(root / "frames.h5", videos)
+    _write_store(root / "frames", videos)
     rows = [{"video_id": v, "path": v + ".avi", "class_name": v.split("/")[0], "label": i % 2,
              "split": "train", "group": "g01"} for i, v in enumerate(sorted(videos))]
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    return root / "frames.h5", root / "manifest.csv"
+    return root / "frames", root / "manifest.csv"
 
 
 def store_contents(path: Path) -> tuple[dict, dict]:
-    """(root attributes, {video id: uint8 flow}) of a flow store."""
-    with h5py.File(path, "r") as f:
-        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
-        ids = list(f["video_ids"].asstr()[()])
-        return attrs, {vid: f[vid]["flow"][()] for vid in ids}
+    """(root attributes, {video id: uint8 flow}) of a flow store, as a reader sees it."""
+    store = FlowStore(path)
+    attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in store.attrs.items()}
+    return attrs, {vid: store.read_uint8(vid) for vid in store.video_ids()}
 
 
 def assert_same_store(a: Path, b: Path) -> None:
@@ -77,7 +75,7 @@ def test_quantisation_round_trip():
 def test_stored_flow_equals_direct_opencv_call(tiny_frames, tmp_path):
     frames, _ = tiny_frames
     ids = FrameStore(frames).video_ids()[:3]
-    out = tmp_path / "flow.h5"
+    out = tmp_path / "flow"
     result = compute_flow(frames, ids, out, SETTINGS, workers=1, progress=False)
     assert result.videos == 3 and not result.failures
     store, tvl1 = FlowStore(out), create_tvl1(TVL1Params())
@@ -93,7 +91,7 @@ def test_stored_flow_equals_direct_opencv_call(tiny_frames, tmp_path):
         assert store.num_pairs(vid) == len(rgb) - 1
         np.testing.assert_array_equal(store.read_uint8(vid), quantize_flow(direct, 20.0))
         np.testing.assert_allclose(store.read(vid), direct.clip(-20, 20), atol=20 / 255 + 1e-5)
-        with h5py.File(out, "r") as f:
+        with h5py.File(out / "index.h5", "r") as f:   # plain h5py, through the external links
             assert f[vid]["flow"].chunks == (1,) + direct.shape[1:]
             assert f[vid]["flow"].compression == "gzip"
 
@@ -101,20 +99,31 @@ def test_stored_flow_equals_direct_opencv_call(tiny_frames, tmp_path):
 def test_parallel_equals_serial(small_frames, tmp_path):
     frames, _ = small_frames
     ids = FrameStore(frames).video_ids()[:4]
-    compute_flow(frames, ids, tmp_path / "serial.h5", SETTINGS, workers=1, progress=False)
-    result = compute_flow(frames, ids, tmp_path / "parallel.h5", SETTINGS, workers=2, progress=False)
+    small = FlowSettings(backend="opencv", videos_per_shard=3)
+    compute_flow(frames, ids, tmp_path / "serial", small, workers=1, progress=False)
+    result = compute_flow(frames, ids, tmp_path / "parallel", small, workers=2, progress=False)
     assert result.pairs == 4 * 3
-    assert_same_store(tmp_path / "serial.h5", tmp_path / "parallel.h5")
+    assert_same_store(tmp_path / "serial", tmp_path / "parallel")
+    assert FlowStore(tmp_path / "serial").store_id == FlowStore(tmp_path / "parallel").store_id
 
 
-def _write_store(path: Path, videos: dict[str, list[np.ndarray]]) -> None:
-    """A frame store whose videos are given as lists of JPEG byte arrays."""
-    scratch = path.parent / "scratch"
-    parts = []
+def _write_store(path: Path, videos: dict[str, list[np.ndarray]], single_file: bool = False) -> None:
+    """A frame store whose videos are given as lists of JPEG byte arrays: a store folder, or
+    with ``single_file`` the layout of earlier versions (flow reads both)."""
+    attrs = {"schema": "vsslpipe-frames", "schema_version": 1}
+    if single_file:
+        parts = [(vid, h5parts.write_part(path.parent / "scratch", vid, lambda g, j=jpegs:
+                                          write_video_group(g, j, 32, 40, 25.0, "test")))
+                 for vid, jpegs in videos.items()]
+        h5parts.merge_parts(parts, path, attrs)
+        return
+    chunks = h5parts.plan_chunks(videos, 3)
+    scratch = h5parts.scratch_dir(path, attrs)
+    h5parts.prepare_scratch(path, scratch)
+    writer = h5parts.ShardWriter(scratch, chunks, attrs)
     for vid, jpegs in videos.items():
-        parts.append((vid, h5parts.write_part(scratch, vid, lambda g, j=jpegs: write_video_group(
-            g, j, 32, 40, 25.0, "test"))))
-    h5parts.merge_parts(parts, path, {"schema": "vsslpipe-frames", "schema_version": 1})
+        writer.add(vid, len(jpegs), lambda g, j=jpegs: write_video_group(g, j, 32, 40, 25.0, "test"))
+    h5parts.finalise(scratch, path, chunks, attrs, 3)
 
 
 def _textured_frames(n: int, seed: int = 0, speed: int = 1) -> list[np.ndarray]:
@@ -131,12 +140,12 @@ def test_broken_and_single_frame_videos(tmp_path):
     corrupt[1] = np.frombuffer(b"not a jpeg at all", np.uint8)
     frames = tmp_path / "frames.h5"
     _write_store(frames, {"A/good": _textured_frames(3), "A/single": _textured_frames(1),
-                          "B/broken": corrupt})
-    out = tmp_path / "flow.h5"
+                          "B/broken": corrupt}, single_file=True)
+    out = tmp_path / "flow"
     result = compute_flow(frames, ["A/good", "A/single", "B/broken"], out, SETTINGS, progress=False)
     assert [vid for vid, _ in result.failures] == ["B/broken"]
     assert "JPEG" in result.failures[0][1]
-    failures = pd.read_csv(tmp_path / "flow.failures.csv")
+    failures = pd.read_csv(out / "failures.csv")
     assert list(failures["video_id"]) == ["B/broken"]
     store = FlowStore(out)
     # a single-frame video has no pair: stored with an empty dataset and counted
@@ -145,90 +154,120 @@ def test_broken_and_single_frame_videos(tmp_path):
     assert store.num_pairs("A/good") == 2 and result.without_pairs == 1 and result.pairs == 2
 
 
-def test_shards_merged_equal_unsharded(small_frames, tmp_path):
+_TORCHRUN = """
+import json, os, sys
+from pathlib import Path
+from vsslpipe.data.framestore import FrameStore
+from vsslpipe.flow.compute import FlowSettings, compute_flow
+frames, out, backend = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+ids = FrameStore(frames).video_ids()[:5]
+r = compute_flow(frames, ids, out, FlowSettings(backend=backend, videos_per_shard=2), progress=False)
+record = {"rank": r.rank, "world": r.world_size, "videos": r.videos, "computed": r.computed,
+          "pairs": r.pairs, "store_id": r.store_id}
+Path(f"{out}.rank{r.rank}.json").write_text(json.dumps(record))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_chunks_into_one_store(small_frames, tmp_path):
+    """Two ranks under torchrun (gloo on CPU): each computes its share of the chunks, rank 0
+    indexes; the store equals a one-process run's, and every rank reports the whole store.
+    (The torch backend's writer thread is tested in test_stores; both backends share this.)"""
     frames, _ = small_frames
+    backend = "opencv"
+    script = tmp_path / "flow_rank.py"
+    script.write_text(_TORCHRUN)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node=2", str(script),
+                             str(frames), str(tmp_path / "two"), backend], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)   # the ranks too, not only torchrun
+            proc.wait()
+    assert proc.returncode == 0, output[-3000:]
+    ranks = [json.loads((tmp_path / f"two.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert all(r["videos"] == 5 and r["computed"] == 5 and r["pairs"] == 15 for r in ranks)
     ids = FrameStore(frames).video_ids()[:5]
-    compute_flow(frames, ids, tmp_path / "all.h5", SETTINGS, progress=False)
-    shards = []
-    for k in (1, 2):
-        part = select_shard(ids, k, 2)
-        shards.append(tmp_path / f"s{k}.h5")
-        compute_flow(frames, part, shards[-1], SETTINGS, shard=f"{k}/2", progress=False)
-    assert sorted(select_shard(ids, 1, 2) + select_shard(ids, 2, 2)) == sorted(ids)
-    assert not set(select_shard(ids, 1, 2)) & set(select_shard(ids, 2, 2))
-    assert merge_shards(shards[::-1], tmp_path / "merged.h5") == 5
-    assert_same_store(tmp_path / "all.h5", tmp_path / "merged.h5")
-    with pytest.raises(DataError, match="also in"):
-        merge_shards([shards[0], shards[0]], tmp_path / "dup.h5")
-    other = FlowSettings(backend="opencv", bound=10.0)
-    compute_flow(frames, select_shard(ids, 2, 2), tmp_path / "other.h5", other, progress=False)
-    with pytest.raises(DataError, match="bound"):
-        merge_shards([shards[0], tmp_path / "other.h5"], tmp_path / "bad.h5")
-    assert parse_shard("3/16") == (3, 16)
-    for bad in ("0/2", "3/2", "x"):
-        with pytest.raises(ConfigError):
-            parse_shard(bad)
+    one = compute_flow(frames, ids, tmp_path / "one", FlowSettings(backend=backend, videos_per_shard=2),
+                       progress=False)
+    assert_same_store(tmp_path / "two", tmp_path / "one")
+    assert ranks[0]["store_id"] == ranks[1]["store_id"] == one.store_id
+    chunks = [f"c{i}" for i in range(3)]
+    assert share(chunks, 0, 2) == ["c0", "c2"] and share(chunks, 1, 2) == ["c1"]
 
 
 def _params(tmp_path: Path, frames: Path, manifest: Path, out: Path) -> Path:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"flow": {
-        "frames": str(frames), "manifest": str(manifest), "out": str(out),
-        "metrics": str(tmp_path / "flow.json"), "workers": 1}}))
+    params.write_text(yaml.safe_dump({
+        "data": {"frames": str(frames), "manifest": str(manifest), "flow": str(out)},
+        "flow": {"metrics": str(tmp_path / "flow.json"), "workers": 1}}))
     return params
 
 
+_FLOW = """
+import sys
+from pathlib import Path
+from vsslpipe.data.framestore import FrameStore
+from vsslpipe.flow.compute import FlowSettings, compute_flow
+frames, out = Path(sys.argv[1]), Path(sys.argv[2])
+r = compute_flow(frames, FrameStore(frames).video_ids(), out, FlowSettings(videos_per_shard=2),
+                 progress=False)
+print(r.reused, r.computed)
+"""
+
+
 def test_resume_after_kill_gives_identical_store(small_frames, tmp_path):
-    frames, manifest = small_frames
-    out = tmp_path / "flow.h5"
-    params = _params(tmp_path, frames, manifest, out)
-    cmd = [sys.executable, "-m", "vsslpipe.stages.cli", "flow", "--params", str(params)]
+    frames, _ = small_frames
+    out = tmp_path / "flow"
+    cmd = [sys.executable, "-c", _FLOW, str(frames), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, start_new_session=True)
-    scratch_root = tmp_path / ".flow.h5.parts"
+    scratch_root = h5parts.scratch_root(out)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        if len(h5parts.finished_parts(next(iter(scratch_root.glob("*")), scratch_root))) >= 1:
+        if len(h5parts.finished_shards(next(iter(scratch_root.glob("*")), scratch_root))) >= 1:
             break
-        time.sleep(0.02)
+        time.sleep(0.005)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    metrics = json.loads((tmp_path / "flow.json").read_text())
-    assert metrics["reused_from_interrupted_run"] >= 1 and metrics["videos"] == 8
-    assert "pairs/s" in run.stderr
-    assert not scratch_root.exists()          # scratch removed after the merge
+    reused, computed = map(int, run.stdout.split())
+    assert reused >= 2 and reused + computed == 8
+    assert not scratch_root.exists()          # scratch renamed into the store, nothing left
     ids = FrameStore(frames).video_ids()
-    compute_flow(frames, ids, tmp_path / "reference.h5", SETTINGS, progress=False)
-    assert_same_store(out, tmp_path / "reference.h5")
+    ref = compute_flow(frames, ids, tmp_path / "reference", FlowSettings(videos_per_shard=2),
+                       progress=False)
+    assert_same_store(out, tmp_path / "reference")
+    assert FlowStore(out).store_id == ref.store_id
 
 
-def test_cli_shard_merge_and_versions(small_frames, tmp_path):
+def test_cli_writes_the_store_and_versions(small_frames, tmp_path):
     from typer.testing import CliRunner
     from vsslpipe.stages.cli import app
 
     frames, manifest = small_frames
-    out = tmp_path / "flow.h5"
+    out = tmp_path / "flow"
     params = _params(tmp_path, frames, manifest, out)
     runner = CliRunner()
-    for k in (1, 2, 3):
-        res = runner.invoke(app, ["flow", "--params", str(params), "--shard", f"{k}/3"])
-        assert res.exit_code == 0, res.output
-    shards = sorted(tmp_path.glob("flow.shard-*-of-3.h5"))
-    assert len(shards) == 3
-    args = ["flow", "--params", str(params)] + [a for s in shards for a in ("--merge", str(s))]
-    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, ["flow", "--params", str(params)])
+    assert res.exit_code == 0, res.output
     assert FlowStore(out).video_ids() == FrameStore(frames).video_ids()
-    assert "shard" not in FlowStore(out).attrs
+    metrics = json.loads((tmp_path / "flow.json").read_text())
+    assert metrics["videos"] == 8 and metrics["pairs_computed"] == 8 * 3
+    assert metrics["failures_file"] == str(out / "failures.csv")
+    assert (out / "failures.csv").read_text() == "video_id,reason\n"
     res = runner.invoke(app, ["flow", "--params", str(params), "--record-versions",
                               str(tmp_path / "v.json")])
     import cv2
     assert json.loads((tmp_path / "v.json").read_text())["opencv"] == cv2.__version__
-    res = runner.invoke(app, ["flow", "--params", str(params), "--shard", "4/3"])
-    assert res.exit_code == 1 and "K/N" in res.output
 
 
 @pytest.mark.slow
@@ -243,7 +282,7 @@ def test_dvc_reruns_flow_only_when_the_opencv_version_changes(small_frames, tmp_
         shutil.copy(root / name, repo / name)
     for folder in ("vsslpipe", "stages"):
         shutil.copytree(root / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(small_frames[0], repo / "data/frames.h5")
+    shutil.copytree(small_frames[0], repo / "data/frames")
     shutil.copy(small_frames[1], repo / "data/manifest.csv")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["flow"]["workers"] = 1
@@ -264,7 +303,7 @@ def test_dvc_reruns_flow_only_when_the_opencv_version_changes(small_frames, tmp_
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         assert subprocess.run(cmd, cwd=repo, env=env).returncode == 0
     assert "Running stage 'flow'" in repro()
-    assert FlowStore(repo / "data/flow.h5").video_ids() == FrameStore(small_frames[0]).video_ids()
+    assert FlowStore(repo / "data/flow").video_ids() == FrameStore(small_frames[0]).video_ids()
     second = repro()
     assert "Running stage 'flow_versions'" in second and "Running stage 'flow'" not in second
     # Simulate an OpenCV upgrade: the recorded version changes, so `flow` re-runs.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -50,15 +51,22 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def remove_stale_temporaries(directory: str | Path, prefix: str = "") -> int:
-    """Delete every temporary (``*.tmp-*``) under ``directory`` whose name starts with ``prefix``."""
+def remove_stale_temporaries(directory: str | Path, prefix: str = "", dirs: bool = False) -> int:
+    """Delete every temporary (``*.tmp-*``) under ``directory`` whose name starts with ``prefix``
+    (files; folders too with ``dirs``: a store moved aside by a killed run)."""
     directory = Path(directory)
     if not directory.is_dir():
         return 0
     removed = 0
     for entry in directory.iterdir():
-        if entry.name.startswith(prefix) and is_temporary(entry) and entry.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+        if not (entry.name.startswith(prefix) and is_temporary(entry)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if dirs:
+                shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed += 1
     return removed

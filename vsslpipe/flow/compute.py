@@ -1,18 +1,24 @@
 """Frame store -> flow store: parallel (opencv) or batched (torch), resumable, kill-safe.
 
-Each video becomes its own part file (``vsslpipe.data.h5parts``) that appears atomically, so a
-killed run resumes where it stopped and never trusts a half-written video; the parts are merged
-in sorted order, so the store does not depend on the order work finished in. A video with one
-frame has no pairs: it is stored with an empty ``flow`` dataset (0, H, W, 2), so the flow store
-lists the same videos as the frame store, and it is counted in ``videos_without_pairs``. A video
-that cannot be read (corrupt JPEG, missing group) is listed in ``<out stem>.failures.csv``.
+The sorted videos are cut into chunks, each written whole as one shard of the store
+(:mod:`vsslpipe.data.h5parts`), so a killed run resumes at the first unfinished chunk and the
+store does not depend on the order work finished in. opencv: worker processes compute and
+compress one video each and this process writes. torch: this thread drives the device only;
+quantising and compressing run on a thread pool and the file writes on a writer thread. Under
+``torchrun`` each rank computes its share of the chunks (:mod:`vsslpipe.flow.sharding`) and
+rank 0 writes the index. A video with one frame has no pairs: it is stored with an empty
+``flow`` dataset (0, H, W, 2), so the flow store lists the same videos as the frame store, and
+it is counted in ``without_pairs``. A video that cannot be read (corrupt JPEG, missing group)
+is listed in ``<out>/failures.csv``.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -22,11 +28,13 @@ import numpy as np
 
 from .. import __version__
 from ..data import h5parts
-from ..data.flowstore import SCHEMA, SCHEMA_VERSION, quantize_flow, write_flow_group
-from ..data.framestore import FrameStore
+from ..data.flowstore import (SCHEMA, SCHEMA_VERSION, PackedFlow, pack_flow, quantize_flow,
+                              write_packed_flow)
+from ..data.framestore import FrameStore, store_identity
 from ..errors import VsslpipeError
 from ..progress import ProgressBar
-from ..video.extract import failures_path, write_failures
+from ..video.extract import failures_path  # noqa: F401  (the stage's name for <out>/failures.csv)
+from . import sharding
 from .opencv_backend import create_tvl1, flow_pairs_opencv, opencv_version, to_gray
 from .params import TVL1Params
 
@@ -41,6 +49,10 @@ class FlowSettings:
     device: str = "cpu"            # torch backend only
     batch_size: int = 64           # torch backend: pairs per batch
     compile: bool = False          # torch backend: torch.compile the iteration
+    videos_per_shard: int = h5parts.DEFAULT_VIDEOS_PER_SHARD   # layout only (not hashed)
+    # torch backend: convergence read back every N inner iterations (None: the device's default);
+    # the flow is the same for any N (OpenCV's stopping rule), so it is not hashed either
+    check_every: Optional[int] = None
 
     def as_dict(self) -> dict:
         """What determines the stored values (hashed for resume; stored in the attributes)."""
@@ -48,32 +60,35 @@ class FlowSettings:
              "opencv_version": opencv_version()}
         if self.backend == "torch":
             import torch
-            d.update(torch_version=str(torch.__version__), device=self.device)
+            # the device type, not its index: torchrun's ranks share one scratch folder
+            d.update(torch_version=str(torch.__version__), device=torch.device(self.device).type)
         return d
 
-    def root_attrs(self, shard: Optional[str] = None) -> dict:
+    def root_attrs(self, frames_store: str = "") -> dict:
         attrs = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "algorithm": ALGORITHM,
                  "parameters": json.dumps(self.tvl1.as_dict(), sort_keys=True),
                  "bound": float(self.bound), "backend": self.backend,
-                 "opencv_version": opencv_version(), "vsslpipe_version": __version__}
+                 "opencv_version": opencv_version(), "vsslpipe_version": __version__,
+                 "frames_store_id": frames_store}
         if self.backend == "torch":
             import torch
             attrs.update(torch_version=str(torch.__version__))
-        if shard:
-            attrs["shard"] = shard
         return attrs
 
 
 @dataclass
 class FlowResult:
     videos: int = 0                # videos in the store
-    computed: int = 0              # videos computed in this run
-    reused: int = 0                # finished parts of an interrupted run
+    computed: int = 0              # videos computed in this run (every rank)
+    reused: int = 0                # videos of finished shards of an interrupted run
     without_pairs: int = 0         # single-frame videos (stored with zero pairs)
-    pairs: int = 0                 # pairs computed in this run
+    pairs: int = 0                 # pairs computed in this run (every rank)
     seconds: float = 0.0
-    iterations: list[int] = field(default_factory=list)  # torch: iterations each pair ran
+    iterations: list[int] = field(default_factory=list)  # torch: iterations each pair ran (this rank)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    store_id: str = ""
+    rank: int = 0                  # under torchrun: this process's rank (the stage reports on 0)
+    world_size: int = 1
 
     @property
     def pairs_per_second(self) -> float:
@@ -96,106 +111,164 @@ def _read_gray(frames_path: str, video_id: str) -> np.ndarray:
     return to_gray(store.read(video_id))
 
 
-def _write(scratch: str, video_id: str, flow: np.ndarray, bound: float) -> None:
-    q = quantize_flow(flow, bound)
-    h5parts.write_part(Path(scratch), video_id, lambda g: write_flow_group(g, q))
+def _failure(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"
 
 
-def flow_one_opencv(task: tuple) -> tuple[str, int, Optional[str]]:
-    """Compute one video's flow into its part file; returns (video id, pairs, failure or None)."""
-    video_id, frames_path, scratch, settings = task
+def flow_one_opencv(task: tuple) -> tuple[str, object]:
+    """One video's flow, quantised and compressed: (video id, PackedFlow or failure reason)."""
+    video_id, frames_path, settings = task
     try:
         gray = _read_gray(frames_path, video_id)
         tvl1 = _worker.get("tvl1") or _worker.setdefault("tvl1", create_tvl1(settings.tvl1))
-        flow = flow_pairs_opencv(gray, settings.tvl1, tvl1)
-        _write(scratch, video_id, flow, settings.bound)
-        return video_id, len(flow), None
+        return video_id, pack_flow(quantize_flow(flow_pairs_opencv(gray, settings.tvl1, tvl1),
+                                                 settings.bound))
     except _READ_ERRORS as exc:
-        return video_id, 0, f"{exc.__class__.__name__}: {exc}"
+        return video_id, _failure(exc)
 
 
 def compute_flow(frames: Path, video_ids: Sequence[str], out: Path, settings: FlowSettings,
-                 workers: int = 1, shard: Optional[str] = None,
-                 progress: bool = True) -> FlowResult:
+                 workers: int = 1, progress: bool = True) -> FlowResult:
     """Compute the flow of ``video_ids`` (in the frame store ``frames``) into the store ``out``."""
-    out, start = Path(out), time.perf_counter()
-    scratch = h5parts.scratch_dir(out, {**settings.as_dict(), "frames": str(Path(frames).resolve())})
-    h5parts.prepare_scratch(scratch)
-    done = h5parts.finished_parts(scratch)
-    result, parts, todo = FlowResult(), [], []
-    for video_id in video_ids:
-        part = h5parts.part_path(scratch, video_id)
-        parts.append((video_id, part))
-        if part in done:
-            result.reused += 1
+    out, start = h5parts.store_target(out), time.perf_counter()
+    rank, world = sharding.init()
+    frames_id = store_identity(frames)
+    # keyed by the frame store's content, not its path: a moved or re-checked-out store resumes
+    scratch = h5parts.scratch_dir(out, {**settings.as_dict(), "frames": frames_id})
+    if rank == 0:
+        h5parts.prepare_scratch(out, scratch)
+    sharding.barrier()                       # no rank writes before rank 0 cleaned the scratch
+    chunks = h5parts.plan_chunks(video_ids, settings.videos_per_shard)
+    done = h5parts.finished_shards(scratch)
+    result, todo = FlowResult(rank=rank, world_size=world), []
+    for chunk in sharding.share(chunks, rank, world):
+        if chunk.name in done:
+            result.reused += len(chunk.ids)
         else:
-            todo.append(video_id)
+            todo += chunk.ids
+    attrs = settings.root_attrs(frames_id)
+    writer = h5parts.ShardWriter(scratch, chunks, attrs)
+    try:
+        with ProgressBar(len(todo), "flow", unit="videos", enabled=progress) as bar:
+            def record(pairs: Optional[int]) -> None:
+                """One video done: ``pairs`` computed, or None when it failed."""
+                if pairs is not None:
+                    result.computed += 1
+                    result.pairs += pairs
+                bar.advance(1, pairs=result.pairs)
 
-    failed: dict[str, str] = {}
-    with ProgressBar(len(todo), "flow", unit="videos", enabled=progress) as bar:
-        def record(video_id: str, n: int, reason: Optional[str]) -> None:
-            if reason is None:
-                result.computed += 1
-                result.pairs += n
+            if settings.backend == "torch":
+                _run_torch(frames, todo, writer, settings, result, record, world)
             else:
-                failed[video_id] = reason
-            bar.advance(1, pairs=result.pairs)
-
-        if settings.backend == "torch":
-            _run_torch(frames, todo, scratch, settings, result, record)
-        else:
-            tasks = [(vid, str(frames), str(scratch), settings) for vid in todo]
-            if workers > 1 and len(tasks) > 1:
-                ctx = mp.get_context("forkserver")
-                with ctx.Pool(workers, initializer=_init_worker, initargs=(1,)) as pool:
-                    for outcome in pool.imap_unordered(flow_one_opencv, tasks, chunksize=1):
-                        record(*outcome)
-            else:
-                for task in tasks:
-                    record(*flow_one_opencv(task))
-
-    good = [(vid, part) for vid, part in parts if vid not in failed]
-    result.videos = h5parts.merge_parts(good, out, settings.root_attrs(shard))
-    result.without_pairs = _count_empty(out)
-    result.failures = sorted(failed.items())
-    write_failures(failures_path(out), result.failures)
-    h5parts.remove_scratch(scratch)
+                tasks = [(vid, str(frames), settings) for vid in todo]
+                if workers > 1 and len(tasks) > 1:
+                    ctx = mp.get_context("forkserver")
+                    with ctx.Pool(workers, initializer=_init_worker, initargs=(1,)) as pool:
+                        for vid, outcome in pool.imap(flow_one_opencv, tasks, chunksize=1):
+                            _write(writer, vid, outcome)
+                            record(_pairs(outcome))
+                else:
+                    for task in tasks:
+                        vid, outcome = flow_one_opencv(task)
+                        _write(writer, vid, outcome)
+                        record(_pairs(outcome))
+    except BaseException:
+        writer.abort()
+        raise
+    sharding.barrier()                       # every rank's shards are in place
+    if rank == 0:
+        summary = h5parts.finalise(scratch, out, chunks, attrs, settings.videos_per_shard)
+    result.computed, result.pairs, result.reused = sharding.all_sum(
+        [result.computed, result.pairs, result.reused])
+    sharding.barrier()                       # the index is written
+    if rank != 0:
+        summary = h5parts.read_summary(out)
+    result.videos, result.failures, result.store_id = summary.videos, summary.failures, summary.store_id
+    result.without_pairs = sum(1 for n in summary.lengths.values() if n == 0)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _run_torch(frames: Path, todo: list[str], scratch: Path, settings: FlowSettings,
-               result: FlowResult, record) -> None:
-    """Batched torch TV-L1 in this process; the next videos are decoded on threads meanwhile."""
+def _pairs(outcome) -> Optional[int]:
+    return outcome.shape[0] if isinstance(outcome, PackedFlow) else None
+
+
+def _write(writer: h5parts.ShardWriter, video_id: str, outcome) -> None:
+    if isinstance(outcome, PackedFlow):
+        writer.add(video_id, outcome.shape[0], lambda g: write_packed_flow(g, outcome))
+    else:
+        writer.fail(video_id, outcome)
+
+
+class _BackgroundWriter:
+    """Writes packed results in order on one thread, so the thread that drives the device never
+    compresses or writes; at most ``depth`` videos wait (bounded memory)."""
+
+    def __init__(self, writer: h5parts.ShardWriter, depth: int = 4):
+        self._writer, self._queue = writer, queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="flow-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, video_id: str, outcome: Future) -> None:
+        self._queue.put((video_id, outcome))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:        # after an error keep draining: put() never blocks
+                try:
+                    _write(self._writer, item[0], item[1].result())
+                except BaseException as exc:  # re-raised by close() in the driving thread
+                    self._error = exc
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _run_torch(frames: Path, todo: list[str], writer: h5parts.ShardWriter, settings: FlowSettings,
+               result: FlowResult, record, world: int) -> None:
+    """Batched torch TV-L1 on this thread; the next videos are decoded on threads meanwhile."""
     from .torch_tvl1 import TorchTVL1
 
-    solver = TorchTVL1(settings.tvl1, device=settings.device, compile=settings.compile)
+    solver = TorchTVL1(settings.tvl1, device=sharding.rank_device(settings.device, world),
+                       check_every=settings.check_every,
+                       compile=settings.compile)
 
     def load(video_id: str):
         try:
             return _read_gray(str(frames), video_id), None
         except _READ_ERRORS as exc:
-            return None, f"{exc.__class__.__name__}: {exc}"
+            return None, _failure(exc)
 
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(load, vid) for vid in todo[:2]]
-        for i, video_id in enumerate(todo):
-            gray, reason = futures[i].result()
-            if i + 2 < len(todo):
-                futures.append(pool.submit(load, todo[i + 2]))
-            futures[i] = None
-            if reason is None:
-                try:
-                    flow, iters = solver.flow_pairs(gray, settings.batch_size)
-                    _write(str(scratch), video_id, flow, settings.bound)
-                    result.iterations.extend(iters)
-                except _READ_ERRORS as exc:
-                    reason = f"{exc.__class__.__name__}: {exc}"
-            record(video_id, 0 if reason else max(len(gray) - 1, 0), reason)
+    def done(outcome) -> Future:
+        f: Future = Future()
+        f.set_result(outcome)
+        return f
 
-
-def _count_empty(out: Path) -> int:
-    import h5py
-    with h5py.File(out, "r") as f:
-        return sum(1 for vid in f[h5parts.INDEX_DATASET].asstr()[()] if f[vid]["flow"].shape[0] == 0)
-
+    out = _BackgroundWriter(writer)
+    try:
+        with ThreadPoolExecutor(2) as loaders, ThreadPoolExecutor(2) as packers:
+            futures = [loaders.submit(load, vid) for vid in todo[:2]]
+            for i, video_id in enumerate(todo):
+                gray, reason = futures[i].result()
+                if i + 2 < len(todo):
+                    futures.append(loaders.submit(load, todo[i + 2]))
+                futures[i] = None
+                if reason is None:
+                    try:
+                        flow, iters = solver.flow_pairs(gray, settings.batch_size)
+                        result.iterations.extend(iters)
+                    except _READ_ERRORS as exc:
+                        reason = _failure(exc)
+                if reason is None:
+                    out.put(video_id, packers.submit(
+                        lambda f: pack_flow(quantize_flow(f, settings.bound)), flow))
+                    record(len(flow))
+                else:
+                    out.put(video_id, done(reason))
+                    record(None)
+    finally:
+        out.close()

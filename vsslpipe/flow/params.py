@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..config import check
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,15 @@ class TVL1Params:
     median_filtering: int = 5      # median kernel on the flow (1 = off)
 
     def validate(self) -> None:
-        if not 0 < self.scale_step < 1:
-            raise ConfigError(f"flow.tvl1.scale_step must be in (0, 1), got {self.scale_step}")
-        if min(self.nscales, self.warps, self.inner_iterations, self.outer_iterations) < 1:
-            raise ConfigError("flow.tvl1: nscales, warps, inner/outer_iterations must be >= 1")
-        if self.median_filtering not in (1, 3, 5):
-            raise ConfigError("flow.tvl1.median_filtering must be 1 (off), 3 or 5 "
-                              f"(OpenCV's medianBlur on float images), got {self.median_filtering}")
-        if min(self.tau, self.lambda_, self.theta, self.epsilon) <= 0 or self.gamma < 0:
-            raise ConfigError("flow.tvl1: tau, lambda_, theta, epsilon must be > 0, gamma >= 0")
+        check(0 < self.scale_step < 1, "scale_step", f"must be in (0, 1), got {self.scale_step:g}")
+        for name in ("nscales", "warps", "inner_iterations", "outer_iterations"):
+            check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        check(self.median_filtering in (1, 3, 5), "median_filtering",
+              "must be 1 (off), 3 or 5 (OpenCV's medianBlur on float images), "
+              f"got {self.median_filtering}")
+        for name in ("tau", "lambda_", "theta", "epsilon"):
+            check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name):g}")
+        check(self.gamma >= 0, "gamma", f"must be >= 0, got {self.gamma:g}")
 
     def as_dict(self) -> dict:
         """OpenCV's names (``lambda`` without the underscore), for the store's attributes."""

@@ -13,12 +13,30 @@ step by step, so both backends give the same flow up to float rounding:
 * per warp: up to ``outer_iterations`` x (median filter of u, then up to ``inner_iterations`` of:
   thresholding step for v, u = v + theta div p, forward-difference gradient, dual step p).
   A pair stops iterating in this warp once sum |u_new - u_old|^2 <= epsilon^2 * pixels (OpenCV's
-  rule). Converged pairs are dropped from the working batch, so they cost nothing further.
+  rule).
+
+Convergence on a device: each step updates a per-pair ``alive`` flag on the device, and a pair
+that stopped is frozen there (state, count and median masked) until the flags are read back,
+every ``check_every`` inner iterations; only then does it leave the working batch. Results are
+identical for every ``check_every``; it trades host reads (a GPU sync each) against frozen pairs
+still computed. On CPU a read is free, so 1 (no masking). CHECK_EVERY_CUDA = 4 from
+bench/bench_flow.py: on natural 170x128 pairs it freezes 5 % of the pixel-iterations and reads
+236 times per batch instead of 910; fed to a model of H100 time per pair (an estimate: no GPU
+has run this yet) it is within 2 % of the best N for eager (best 2) and compiled (best 5) steps.
+No other host read happens inside the iteration loops.
+
+Warp precision: float32. On natural 320x240 pairs (pan/zoom/turn over photographs,
+bench/tvl1_check.py) float32 and float64 warping agree with OpenCV alike (EPE 0.0174 vs 0.0175
+px, 99.95 vs 99.97 % within one level at bound 20), as closely as OpenCV agrees with itself
+under +-1e-3 grey-level input noise (0.0148 px, 99.96 %); at 170x128 float32 gives 0.014-0.032
+px per pair, OpenCV's own noise 0.018-0.031. Float64 is not needed; float32 halves the warp's
+memory traffic (and float64 is slow on consumer GPUs).
 
 OpenCV's own code is not copied; this is a re-implementation from its published description.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -26,9 +44,12 @@ import torch
 import torch.nn.functional as F
 
 from .params import TVL1Params
+from .torch_median import median_blur, median_network  # noqa: F401 (median_blur: re-exported)
 
 INTER_TAB_SIZE = 32          # OpenCV remap: sub-pixel positions are quantised to 1/32 px
 MIN_LEVEL_SIZE = 16          # OpenCV stops the pyramid before a level below 16 px
+WARP_DTYPE = torch.float32   # precision of the cubic warp (module docstring: measured choice)
+CHECK_EVERY_CUDA = 4         # inner iterations between stop-flag reads on a GPU (docstring)
 
 
 def pyramid_sizes(h: int, w: int, params: TVL1Params) -> list[tuple[int, int]]:
@@ -43,6 +64,7 @@ def pyramid_sizes(h: int, w: int, params: TVL1Params) -> list[tuple[int, int]]:
     return sizes
 
 
+@lru_cache(maxsize=256)
 def _linear_taps(n_src: int, n_dst: int, scale: float, device) -> tuple:
     """OpenCV INTER_LINEAR taps along one axis: source index pairs and weights (float32)."""
     pos = (torch.arange(n_dst, dtype=torch.float64) + 0.5) * scale - 0.5
@@ -56,7 +78,8 @@ def _linear_taps(n_src: int, n_dst: int, scale: float, device) -> tuple:
     return i0.to(device), i1.to(device), (1 - frac).to(device), frac.to(device)
 
 
-def resize_linear(x: torch.Tensor, size: tuple[int, int], scale: Optional[tuple[float, float]] = None) -> torch.Tensor:
+def resize_linear(x: torch.Tensor, size: tuple[int, int],
+                  scale: Optional[tuple[float, float]] = None) -> torch.Tensor:
     """(B, H, W) -> (B, h, w) like cv::resize INTER_LINEAR; ``scale`` = source px per output px
     (OpenCV uses 1/fx when the size came from fx, else src/dst)."""
     h, w = size
@@ -73,82 +96,111 @@ def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return 0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2]), 0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1])
 
 
-def remap_cubic(images: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+def remap_cubic(images: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Sample (B, C, H, W) at (x + u1, y + u2) like cv::remap INTER_CUBIC, BORDER_CONSTANT 0.
 
     PyTorch's bicubic ``grid_sample`` uses the same kernel (a = -0.75) and zero padding; the
-    positions are first rounded to OpenCV's 1/32 px grid. It runs in float64 so the grid
-    normalisation adds no error of its own (float32 moved values by up to 1e-3 grey levels,
-    enough to change some converged flows). A hand-written 16-tap gather is ~100x slower on CPU.
+    positions are first rounded to OpenCV's 1/32 px grid. ``dtype`` is the precision of the
+    grid and the sampling: the normalisation to [-1, 1] and back moves float32 positions by up to
+    ~1e-5 px (see the module docstring for what that does to agreement). A hand-written 16-tap
+    gather is ~100x slower on CPU.
     """
     b, c, h, w = images.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=u1.device, dtype=u1.dtype),
                             torch.arange(w, device=u1.device, dtype=u1.dtype), indexing="ij")
     # map = x + u in float32 as OpenCV builds it, then rounded to 1/32 px
-    px = (torch.round((xs + u1) * INTER_TAB_SIZE) / INTER_TAB_SIZE).double()
-    py = (torch.round((ys + u2) * INTER_TAB_SIZE) / INTER_TAB_SIZE).double()
+    px = (torch.round((xs + u1) * INTER_TAB_SIZE) / INTER_TAB_SIZE).to(dtype)
+    py = (torch.round((ys + u2) * INTER_TAB_SIZE) / INTER_TAB_SIZE).to(dtype)
     grid = torch.stack([px * (2.0 / max(w - 1, 1)) - 1, py * (2.0 / max(h - 1, 1)) - 1], dim=-1)
-    out = F.grid_sample(images.double(), grid, mode="bicubic", padding_mode="zeros",
+    out = F.grid_sample(images.to(dtype), grid, mode="bicubic", padding_mode="zeros",
                         align_corners=True)
     return out.to(images.dtype)
-
-
-def median_blur(u: torch.Tensor, k: int) -> torch.Tensor:
-    """k x k median with replicated borders (cv::medianBlur on float images, k in {3, 5}).
-
-    On CPU this calls cv2.medianBlur itself (50x faster than a torch median over unfolded
-    windows); on GPU the unfolded median runs on the device.
-    """
-    b, h, w = u.shape
-    if u.device.type == "cpu":
-        import cv2
-        arr = u.contiguous().numpy()
-        return torch.from_numpy(np.stack([cv2.medianBlur(a, k) for a in arr]))
-    r = k // 2
-    p = F.pad(u[:, None], (r, r, r, r), mode="replicate")
-    return F.unfold(p, k).median(dim=1).values.reshape(b, h, w)
 
 
 def tvl1_step(u1, u2, p11, p12, p21, p22, ix, iy, grad, rho_c, l_t: float, theta: float,
               taut: float):
     """One inner iteration for a batch; returns updated (u1, u2, p11, p12, p21, p22, error)."""
-    # expressions keep OpenCV's evaluation order, so float rounding matches as far as possible
+    # OpenCV's expressions, in fewer kernels (scalar where, addcmul, add with alpha: ~20 % less
+    # time per step on CPU); rounding may differ in the last bit, far below the warp's float32
     rho = rho_c + (ix * u1 + iy * u2)
-    fi = torch.where(grad > torch.finfo(grad.dtype).eps, -rho / grad.clamp_min(1e-30),
-                     torch.zeros_like(rho))
-    fi = torch.where(rho < -l_t * grad, torch.full_like(rho, l_t),
-                     torch.where(rho > l_t * grad, torch.full_like(rho, -l_t), fi))
-    v1, v2 = u1 + fi * ix, u2 + fi * iy
+    lg = l_t * grad
+    fi = torch.where(grad > torch.finfo(grad.dtype).eps, -rho / grad.clamp_min(1e-30), 0.0)
+    fi = torch.where(rho < -lg, l_t, torch.where(rho > lg, -l_t, fi))
     # divergence with OpenCV's border rule (backward differences, zero before the first row/col)
     div1 = (p11 - F.pad(p11[:, :, :-1], (1, 0))) + (p12 - F.pad(p12[:, :-1, :], (0, 0, 1, 0)))
     div2 = (p21 - F.pad(p21[:, :, :-1], (1, 0))) + (p22 - F.pad(p22[:, :-1, :], (0, 0, 1, 0)))
-    n1, n2 = v1 + theta * div1, v2 + theta * div2
-    error = ((n1 - u1) ** 2 + (n2 - u2) ** 2).sum(dim=(1, 2))
+    n1 = torch.add(torch.addcmul(u1, fi, ix), div1, alpha=theta)   # v + theta div p
+    n2 = torch.add(torch.addcmul(u2, fi, iy), div2, alpha=theta)
+    d1, d2 = n1 - u1, n2 - u2
+    error = torch.addcmul(d1 * d1, d2, d2).sum(dim=(1, 2))
     # forward differences, zero in the last column / row
     u1x = F.pad(n1[:, :, 1:] - n1[:, :, :-1], (0, 1))
     u1y = F.pad(n1[:, 1:, :] - n1[:, :-1, :], (0, 0, 0, 1))
     u2x = F.pad(n2[:, :, 1:] - n2[:, :, :-1], (0, 1))
     u2y = F.pad(n2[:, 1:, :] - n2[:, :-1, :], (0, 0, 0, 1))
-    ng1 = 1 + taut * torch.hypot(u1x, u1y)
-    ng2 = 1 + taut * torch.hypot(u2x, u2y)
-    return (n1, n2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1,
-            (p21 + taut * u2x) / ng2, (p22 + taut * u2y) / ng2, error)
+    ng1 = torch.hypot(u1x, u1y).mul_(taut).add_(1)
+    ng2 = torch.hypot(u2x, u2y).mul_(taut).add_(1)
+    return (n1, n2, torch.add(p11, u1x, alpha=taut).div_(ng1),
+            torch.add(p12, u1y, alpha=taut).div_(ng1), torch.add(p21, u2x, alpha=taut).div_(ng2),
+            torch.add(p22, u2y, alpha=taut).div_(ng2), error)
+
+
+def tvl1_step_alive(u1, u2, p11, p12, p21, p22, ix, iy, grad, rho_c, alive, counted,
+                    l_t: float, theta: float, taut: float, scaled_eps: float):
+    """One iteration of a batch whose pairs are all still iterating (flags read every step):
+    returns the new state, who keeps iterating (OpenCV: error > epsilon^2 * pixels) and counts."""
+    *state, error = tvl1_step(u1, u2, p11, p12, p21, p22, ix, iy, grad, rho_c, l_t, theta, taut)
+    return (*state, alive & (error > scaled_eps), counted + alive)
+
+
+def masked_step(u1, u2, p11, p12, p21, p22, ix, iy, grad, rho_c, alive, counted,
+                l_t: float, theta: float, taut: float, scaled_eps: float):
+    """As ``tvl1_step_alive``, but pairs already stopped (``alive`` false) keep their state."""
+    *new, error = tvl1_step(u1, u2, p11, p12, p21, p22, ix, iy, grad, rho_c, l_t, theta, taut)
+    a = alive[:, None, None]
+    old = (u1, u2, p11, p12, p21, p22)
+    return (*[torch.where(a, n, o) for n, o in zip(new, old)], alive & (error > scaled_eps),
+            counted + alive)
 
 
 class TorchTVL1:
     """Batched Dual TV-L1 with OpenCV's parameters and stopping rule.
 
-    ``compile=True`` wraps the inner iteration in ``torch.compile`` (fuses its element-wise work,
-    the point on GPUs); it is off by default because compiling takes a while on CPU.
+    ``check_every``: inner iterations between reads of the stop flags to the host (None: 1 on
+    CPU, where a read costs nothing and frozen pairs would cost compute; CHECK_EVERY_CUDA on a
+    GPU). ``warp_dtype``: precision of the cubic warp (see the module docstring).
+    ``compile=True`` wraps the iteration in ``torch.compile`` (fuses its element-wise work, the
+    point on GPUs); it is off by default because compiling takes a while on CPU.
     """
 
-    def __init__(self, params: TVL1Params = TVL1Params(), device: str = "cpu", compile: bool = False):
+    def __init__(self, params: TVL1Params = TVL1Params(), device: str = "cpu",
+                 compile: bool = False, check_every: Optional[int] = None,
+                 warp_dtype: torch.dtype = WARP_DTYPE):
         if params.gamma != 0:
             raise ValueError("the torch TV-L1 backend does not implement gamma != 0")
         self.params = params
         self.device = torch.device(device)
-        self._step = torch.compile(tvl1_step, dynamic=True) if compile else tvl1_step
-        self.level_iterations: list[torch.Tensor] = []  # last call: (levels, B) iterations
+        if check_every is None:
+            check_every = 1 if self.device.type == "cpu" else CHECK_EVERY_CUDA
+        if int(check_every) < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
+        self.check_every = int(check_every)
+        self.warp_dtype = warp_dtype
+        fn = masked_step if self.check_every > 1 else tvl1_step_alive
+        self._step = torch.compile(fn, dynamic=True) if compile else fn
+        # the median: cv2 on CPU; compiled min/max network on a GPU when compiling (one fused
+        # kernel); else torch's median over unfolded windows
+        self._median = torch.compile(median_network, dynamic=True) \
+            if compile and self.device.type != "cpu" else median_blur
+        # diagnostics of the last ``calc``: iterations per level (coarse first, (B,) each), per
+        # warp ((pixels of the level, (B,)) each), pixel-iterations computed (frozen pairs too),
+        # reads of the stop flags
+        self.level_iterations: list[torch.Tensor] = []
+        self.warp_iterations: list[tuple[int, torch.Tensor]] = []
+        self.executed_pixel_iterations = 0
+        self.host_reads = 0
+        self._warps: list = []          # (pixels, iterations on the device) per warp, this call
 
     @torch.no_grad()
     def flow_pairs(self, gray: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, list[int]]:
@@ -166,7 +218,7 @@ class TorchTVL1:
 
     @torch.no_grad()
     def calc(self, i0: torch.Tensor, i1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flow from (B, H, W) float images (grey levels 0-255) -> ((B, H, W, 2), iterations (B,))."""
+        """(B, H, W) float images (grey levels 0-255) -> ((B, H, W, 2) flow, iterations (B,))."""
         prm = self.params
         i0, i1 = i0.to(self.device, torch.float32), i1.to(self.device, torch.float32)
         b, h, w = i0.shape
@@ -178,65 +230,92 @@ class TorchTVL1:
             pyr1.append(resize_linear(pyr1[-1], size, (step, step)))
         u1 = torch.zeros((b,) + sizes[-1], device=self.device)
         u2 = torch.zeros_like(u1)
-        iterations = torch.zeros(b, dtype=torch.long, device=self.device)
-        self.level_iterations = []
+        self._warps = []
+        self.executed_pixel_iterations = self.host_reads = 0
         for level in range(len(sizes) - 1, -1, -1):
-            u1, u2, n = self._one_level(pyr0[level], pyr1[level], u1, u2)
-            iterations += n
-            self.level_iterations.append(n.cpu())
+            u1, u2 = self._one_level(pyr0[level], pyr1[level], u1, u2)
             if level == 0:
                 break
             u1 = resize_linear(u1, sizes[level - 1]) * step
             u2 = resize_linear(u2, sizes[level - 1]) * step
-        return torch.stack([u1, u2], dim=-1), iterations
+        warps = torch.stack([n for _, n in self._warps])       # (levels x warps, B)
+        levels = warps.reshape(-1, prm.warps, b).sum(1)
+        total = levels.sum(0)
+        host = warps.cpu()                                     # one read per batch, at the end
+        self.warp_iterations = [(px, n) for (px, _), n in zip(self._warps, host)]
+        self.level_iterations = list(host.reshape(-1, prm.warps, b).sum(1))
+        return torch.stack([u1, u2], dim=-1), total
 
     def _one_level(self, i0, i1, u1, u2):
         prm = self.params
-        b, h, w = i0.shape
-        scaled_eps = prm.epsilon * prm.epsilon * h * w
-        l_t, taut, theta = prm.lambda_ * prm.theta, prm.tau / prm.theta, prm.theta
+        scaled_eps = prm.epsilon * prm.epsilon * i0.shape[1] * i0.shape[2]
+        coef = (prm.lambda_ * prm.theta, prm.theta, prm.tau / prm.theta, scaled_eps)
         i1x, i1y = centered_gradient(i1)
         stack = torch.stack([i1, i1x, i1y], dim=1)
-        p = [torch.zeros_like(u1) for _ in range(4)]     # dual variables: reset once per level
-        iterations = torch.zeros(b, dtype=torch.long, device=i0.device)
+        state = [u1, u2] + [torch.zeros_like(u1) for _ in range(4)]  # duals: reset once per level
         for _ in range(prm.warps):
-            warped = remap_cubic(stack, u1, u2)
+            warped = remap_cubic(stack, state[0], state[1], self.warp_dtype)
             iw, ix, iy = warped[:, 0], warped[:, 1], warped[:, 2]
-            grad = ix * ix + iy * iy
-            rho_c = iw - ix * u1 - iy * u2 - i0
-            # working set: the pairs still iterating in this warp
-            idx = torch.arange(b, device=i0.device)
-            st = [u1, u2, *p]
-            const = [ix, iy, grad, rho_c]
-            done_u: list = [None] * 6
-            error = torch.full((b,), float("inf"), device=i0.device)
-            for _outer in range(prm.outer_iterations):
-                if prm.median_filtering > 1:
-                    st[0] = median_blur(st[0], prm.median_filtering)
-                    st[1] = median_blur(st[1], prm.median_filtering)
-                for _inner in range(prm.inner_iterations):
-                    *st, error = self._step(*st, *const, l_t, theta, taut)
-                    iterations[idx] += 1
-                    active = error > scaled_eps
-                    if not bool(active.all()):
-                        # write converged pairs back, drop them from the working set
-                        stopped = idx[~active]
-                        for k in range(6):
-                            full = done_u[k] if done_u[k] is not None else [u1, u2, *p][k].clone()
-                            full[stopped] = st[k][~active]
-                            done_u[k] = full
-                        idx, st = idx[active], [x[active] for x in st]
-                        const = [x[active] for x in const]
-                        error = error[active]
-                    if idx.numel() == 0:
-                        break
-                if idx.numel() == 0:
-                    break
-            full_state = []
-            for k in range(6):
-                full = done_u[k] if done_u[k] is not None else [u1, u2, *p][k].clone()
-                if idx.numel():
-                    full[idx] = st[k]
-                full_state.append(full)
-            u1, u2, *p = full_state
-        return u1, u2, iterations
+            const = [ix, iy, ix * ix + iy * iy, iw - ix * state[0] - iy * state[1] - i0]
+            iterations = torch.zeros(i0.shape[0], dtype=torch.long, device=i0.device)
+            state = self._one_warp(state, const, iterations, coef)
+            self._warps.append((i0.shape[1] * i0.shape[2], iterations))
+        return state[0], state[1]
+
+    def _one_warp(self, state: list, const: list, iterations: torch.Tensor, coef) -> list:
+        """OpenCV's outer/inner loops of one warp for the batch; adds to ``iterations``.
+
+        A pair whose update fell below epsilon is frozen on the device (``alive`` false, its
+        state and count kept) and leaves the working batch when the flags are read, every
+        ``check_every`` iterations: OpenCV's stopping rule exactly, one host read per check.
+        """
+        prm, every = self.params, self.check_every
+        out = [x.clone() for x in state]          # full batch; pairs are written as they leave
+        flags = torch.ones(len(state[0]), dtype=torch.bool, device=state[0].device)
+        w = _Working(None, list(state), list(const), flags,
+                     torch.zeros_like(flags, dtype=torch.long))
+        since = 0
+        for _outer in range(prm.outer_iterations):
+            if prm.median_filtering > 1:
+                for k in (0, 1):
+                    med = self._median(w.state[k], prm.median_filtering)
+                    # every == 1: all working pairs are alive here, nothing to mask
+                    w.state[k] = torch.where(w.alive[:, None, None], med, w.state[k]) \
+                        if every > 1 else med
+            for _inner in range(prm.inner_iterations):
+                *w.state, w.alive, w.counted = self._step(*w.state, *w.const, w.alive, w.counted,
+                                                          *coef)
+                self.executed_pixel_iterations += w.state[0].numel()
+                since += 1
+                if since == every:
+                    since = 0
+                    self.host_reads += 1
+                    keep = w.alive.cpu()          # the one host read of a check; then host data
+                    if not keep.all():
+                        w = w.leave(keep, out, iterations)
+                        if w.idx.numel() == 0:
+                            return out
+        w.leave(torch.zeros_like(w.alive, device="cpu"), out, iterations)
+        return out
+
+
+class _Working:
+    """The pairs still iterating in a warp: host indices into the batch and their tensors."""
+
+    def __init__(self, idx, state, const, alive, counted):
+        self.idx, self.state, self.const = idx, state, const
+        self.alive, self.counted = alive, counted
+
+    def leave(self, keep: torch.Tensor, out: list, iterations: torch.Tensor) -> "_Working":
+        """Write the pairs with ``keep`` false (host bool) into ``out``/``iterations``; the rest."""
+        dev = self.alive.device
+        pos = torch.arange(len(keep))
+        full = pos if self.idx is None else self.idx
+        gone, kept = pos[~keep].to(dev), pos[keep].to(dev)
+        target = full[~keep].to(dev)
+        for k in range(6):
+            out[k].index_copy_(0, target, self.state[k].index_select(0, gone))
+        iterations.index_add_(0, target, self.counted.index_select(0, gone))
+        sel = (lambda x: x.index_select(0, kept))
+        return _Working(full[keep], [sel(x) for x in self.state], [sel(x) for x in self.const],
+                        sel(self.alive), sel(self.counted))
