@@ -63,7 +63,7 @@ def main() -> None:
         with torch.no_grad():
             method.after_step(i, None)
         t1 = time.process_time()
-        x = method.augment(batch["clip"], view=0)
+        x = method.augment(batch["clip0"], view=0)
         t2 = time.process_time()
         method.transformer.frame_features(x)
         method.transformer.frame_features(x)      # two views per step

@@ -14,10 +14,11 @@ pytestmark = pytest.mark.slow
 
 def test_frames_then_cacl_through_the_cli(tiny_frames, tmp_path):
     frames, manifest = tiny_frames
-    common = dict(frames=str(frames), manifest=str(manifest), out_dir=str(tmp_path / "models"),
-                  live_dir=str(tmp_path / "dvclive"), workers=0, threads=1, device="cpu", size=24)
+    common = dict(out_dir=str(tmp_path / "models"), live_dir=str(tmp_path / "dvclive"), workers=0,
+                  threads=1, device="cpu", size=24)
     weights = tmp_path / "models/frames_moco/final.pt"
     params = {
+        "data": {"frames": str(frames), "manifest": str(manifest)},
         "pretrain_frames": {"arch": "tiny2d", "epochs": 2, "batch_size": 3, **common,
                             "method_args": {"image_moco": {"queue_size": 16, "frames_per_video": 2}}},
         "pretrain": {"defaults": {

@@ -22,7 +22,7 @@ class FakeVideo:
         return np.broadcast_to(idx[:, None, None, None], (len(idx), 2, 2, 3)).astype(np.uint8)
 
 
-@pytest.mark.parametrize("kind", ["uniform", "linear", "power"])
+@pytest.mark.parametrize("kind", ["uniform", "linear", "linear_inclusive", "power"])
 def test_gap_distribution_chi_square(kind):
     sampler = TwoClipSampler(clip_len=4, stride=2, gap=kind, alpha=1.0)
     n = 30
@@ -31,9 +31,27 @@ def test_gap_distribution_chi_square(kind):
     gaps = np.array([sampler.starts(n, rng)[2] for _ in range(6000)])
     observed = np.bincount(gaps, minlength=max_gap + 1)
     expected = gap_probabilities(kind, max_gap, 1.0) * len(gaps)
-    assert stats.chisquare(observed, expected).pvalue > 1e-3
-    if kind == "linear":   # decreasing: small gaps more likely than large ones
+    possible = expected > 0
+    assert observed[~possible].sum() == 0
+    assert stats.chisquare(observed[possible], expected[possible]).pvalue > 1e-3
+    if kind.startswith("linear"):   # decreasing: small gaps more likely than large ones
         assert observed[:5].sum() > 3 * observed[-5:].sum()
+
+
+def test_linear_gap_law_is_the_papers():
+    """CVRL's decreasing law: P(t) = 2 (t_max - t) / (t_max (t_max + 1)), zero at t_max; a video
+    one clip long (t_max = 0) has only the gap 0. `linear_inclusive` keeps P(t_max) > 0."""
+    for t_max in (1, 2, 5, 23):
+        t = np.arange(t_max + 1)
+        exact = 2.0 * (t_max - t) / (t_max * (t_max + 1))
+        np.testing.assert_allclose(gap_probabilities("linear", t_max), exact, rtol=0, atol=1e-15)
+        assert gap_probabilities("linear", t_max)[-1] == 0.0
+        inclusive = (t_max + 1 - t) / ((t_max + 1) * (t_max + 2) / 2)
+        np.testing.assert_allclose(gap_probabilities("linear_inclusive", t_max), inclusive, atol=1e-15)
+    np.testing.assert_array_equal(gap_probabilities("linear", 0), [1.0])
+    rng = np.random.default_rng(0)
+    sampler = TwoClipSampler(clip_len=4, stride=2, gap="linear")
+    assert {sampler.starts(clip_span(4, 2), rng)[2] for _ in range(50)} == {0}
 
 
 def test_wrong_distribution_is_rejected():
@@ -54,14 +72,23 @@ def test_two_clips_gap_and_contiguous_reads():
     assert all(step == 3 and stop - start == clip_span(5, 3) for start, stop, step in video.reads)
 
 
-def test_short_video_loops():
-    clip = read_clip(FakeVideo(5), 0, clip_len=4, stride=2)
-    assert list(clip[:, 0, 0, 0]) == [0, 2, 4, 1]
+def test_short_video_repeats_its_last_frame():
+    """Training follows evaluation's rule (eval.clips.cut_window): indices clamp to n - 1."""
+    import torch
+
+    from vsslpipe.eval.clips import cut_window
+
+    for n, start, length, stride in ((5, 0, 4, 2), (1, 0, 4, 3), (6, 2, 5, 1)):
+        clip = read_clip(FakeVideo(n), start, clip_len=length, stride=stride)
+        video = torch.arange(n).view(1, n, 1, 1)
+        expected = cut_window(video, start, length, stride)[0, :, 0, 0]
+        assert clip[:, 0, 0, 0].tolist() == expected.tolist()
+    assert list(read_clip(FakeVideo(5), 0, clip_len=4, stride=2)[:, 0, 0, 0]) == [0, 2, 4, 4]
 
 
 def test_same_and_sub_clips():
     out = SameClipSampler(8, 1)(FakeVideo(20), np.random.default_rng(0))
-    assert out["clip"].shape == (8, 2, 2, 3)
+    assert out["clip0"].shape == out["clip1"].shape == (8, 2, 2, 3)    # raw: whole frames
     out = SubClipSampler(8, 1, num_subclips=4)(FakeVideo(20), np.random.default_rng(0))
     assert out["subclips"].shape == (4, 2, 2, 2, 3)
     assert np.array_equal(out["subclips"].reshape(out["clip"].shape), out["clip"])
@@ -85,3 +112,11 @@ def test_clip_dataset_reads_store(tiny_frames):
     assert a["clip0"].shape == (4, 32, 40, 3) and a["clip0"].dtype == np.uint8
     assert np.array_equal(a["clip0"], b["clip0"])             # keyed by (seed, epoch, index)
     assert a["index"] == 1 and a["label"] == int(table.iloc[1]["label"])
+    # training views: cut in the worker to the training size, still keyed by (seed, epoch, index)
+    from vsslpipe.data.views import Spatial
+
+    views = ClipDataset(table, {"rgb": store}, TwoClipSampler(4, 2, spatial=Spatial(
+        16, area=(0.3, 1.0), aspect=(0.5, 2.0), flip_p=0.5)), seed=0)
+    c, d, e = views[(0, 1)], views[(0, 1)], views[(1, 1)]
+    assert c["clip0"].shape == (4, 16, 16, 3)
+    assert np.array_equal(c["clip0"], d["clip0"]) and not np.array_equal(c["clip0"], e["clip0"])

@@ -64,8 +64,19 @@ def spec(name="cvtcl", modality="rgb", **args) -> MethodSpec:
 
 
 def raw(b=4, t=8, c=3, seed=0):
+    """uint8 training views (B, T, 16, 16, C), as the loader workers cut them."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (b, t, 20, 20, c), generator=g, dtype=torch.uint8)
+    return torch.randint(0, 256, (b, t, 16, 16, c), generator=g, dtype=torch.uint8)
+
+
+def cotrain_batch(trained="rgb", index=None, seed=0, **extra):
+    """A co-training batch of the ``trained`` phase: query and key views, the frozen stream's
+    centre view (keys of :class:`~vsslpipe.data.twostream.TwoStreamSampler`)."""
+    frozen = "flow" if trained == "rgb" else "rgb"
+    c = {"rgb": 3, "flow": 2}
+    return {trained: raw(c=c[trained], seed=seed), f"{trained}_key": raw(c=c[trained], seed=seed + 1),
+            f"{frozen}_center": raw(c=c[frozen], seed=seed + 2),
+            "index": torch.arange(4) if index is None else index, **extra}
 
 
 def init_checkpoints(tmp_path: Path, name="cvtcl") -> dict:
@@ -103,14 +114,14 @@ def cotrain_method(tmp_path, name="cvtcl", **args):
 
 
 def test_init_loss_is_infonce_plus_ltcl_and_coclr_is_cvtcl_without_ltcl():
-    clip = raw()
+    views = {"clip0": raw(), "clip1": raw(seed=1), "index": torch.arange(4)}
     results = {}
     for key, name, args in [("cvtcl", "cvtcl", {}), ("off", "cvtcl", dict(use_local=False, use_lt=False)),
                             ("coclr", "coclr", {})]:
         torch.manual_seed(0)
         method = build_method(spec(name, **args))
         torch.manual_seed(1)
-        loss, logs = method({"clip": clip, "index": torch.arange(4)})
+        loss, logs = method(views)
         results[key] = (loss.item(), logs)
     full, logs = results["cvtcl"]
     assert full == pytest.approx(logs["loss_nce"].item() + logs["loss_local"].item()
@@ -128,14 +139,15 @@ def test_two_windows_init_contrasts_two_clips_and_ltcl_keeps_the_query_window():
 
     torch.manual_seed(0)
     method = build_method(spec("cvtcl", clips="independent"))
-    assert isinstance(method.make_sampler(), IndependentWindowsSampler)
-    c0, c1 = raw(seed=0), raw(seed=1)
+    sampler = method.make_sampler()
+    assert isinstance(sampler, IndependentWindowsSampler) and sampler.extra == ("clip_ltcl",)
+    c0, c1, c0b = raw(seed=0), raw(seed=1), raw(seed=2)
     torch.manual_seed(1)
-    loss, logs = method({"clip0": c0, "clip1": c1, "index": torch.arange(4)})
+    loss, logs = method({"clip0": c0, "clip1": c1, "clip_ltcl": c0b, "index": torch.arange(4)})
     st = method.streams["rgb"]
     torch.manual_seed(1)
     x1, x2, x2_ltcl = method.augment_rgb(c0, view=0), method.augment_rgb(c1, view=1), \
-        method.augment_rgb(c0, view=1)
+        method.augment_rgb(c0b, view=1)
     nce, _ = info_nce(st.query(x1), st.key(x2), st.queue.keys, method.cfg.temperature)
     lt, _ = st.ltcl(x1, x2_ltcl, method.cfg)
     assert logs["loss_nce"].item() == pytest.approx(nce.item(), rel=1e-5)
@@ -144,33 +156,48 @@ def test_two_windows_init_contrasts_two_clips_and_ltcl_keeps_the_query_window():
         build_method(spec("cvtcl", clips="sometimes"))
 
 
-def test_two_stream_sampler_draws_the_same_two_windows_for_both_streams():
+def test_two_stream_sampler_gives_the_phase_views_of_shared_windows():
+    """Per epoch only the trained stream's views and the frozen stream's centre view; the frozen
+    view shows the query's window, the key view a second, independent window."""
     from vsslpipe.data.twostream import TwoStreamSampler
+    from vsslpipe.data.views import Spatial
 
     class Video:
-        num_frames = 30
+        num_frames, epoch = 30, 0
 
         def read(self, start, stop, step=1, modality=None):
             idx = np.arange(start, stop)[::step]
             c = 3 if modality == "rgb" else 2
-            return np.broadcast_to(idx[:, None, None, None], (len(idx), 2, 2, c)).astype(np.uint8)
+            return np.broadcast_to(idx[:, None, None, None], (len(idx), 6, 8, c)).astype(np.uint8)
 
+    sp = Spatial(size=4, area=(0.3, 1.0), aspect=(0.5, 2.0), flip_p=0.5)
+    sampler = TwoStreamSampler(clip_len=4, stride=2, spatial_rgb=sp, spatial_flow=sp,
+                               epochs_per_phase=2, first_phase="rgb", two_windows=True, ltcl=("rgb",))
     rng = np.random.default_rng(0)
+    video = Video()
     gaps = set()
-    for _ in range(50):
-        out = TwoStreamSampler(clip_len=4, stride=2, two_windows=True)(Video(), rng)
-        assert set(out) == {"rgb", "flow", "rgb_key", "flow_key"}
-        for key in ("", "_key"):
-            assert np.array_equal(out["rgb" + key][:, 0, 0, 0], out["flow" + key][:, 0, 0, 0])
-        gaps.add(int(out["rgb_key"][0, 0, 0, 0]) - int(out["rgb"][0, 0, 0, 0]))
+    for epoch, trained, frozen in ((0, "rgb", "flow"), (1, "rgb", "flow"), (2, "flow", "rgb"),
+                                   (3, "flow", "rgb"), (4, "rgb", "flow")):
+        video.epoch = epoch
+        for _ in range(10):
+            out = sampler(video, rng)
+            keys = {trained, f"{trained}_key", f"{frozen}_center"} | (
+                {"rgb_ltcl"} if trained == "rgb" else set())
+            assert set(out) == keys
+            first = out[trained][:, 0, 0, 0]
+            assert np.array_equal(out[f"{frozen}_center"][:, 0, 0, 0], first)   # same window
+            if trained == "rgb":
+                assert np.array_equal(out["rgb_ltcl"][:, 0, 0, 0], first)
+            assert out[f"{frozen}_center"].shape == (4, 4, 4, 3 if frozen == "rgb" else 2)
+            gaps.add(int(out[f"{trained}_key"][0, 0, 0, 0]) - int(first[0]))
     assert len(gaps) > 5                  # the windows differ, in both orders
-    assert set(TwoStreamSampler(4, 2)(Video(), rng)) == {"rgb", "flow"}
+    same = TwoStreamSampler(4, 2, sp, sp)(video, rng)
+    assert np.array_equal(same["rgb"][:, 0, 0, 0], same["rgb_key"][:, 0, 0, 0])   # epoch 4: rgb
 
 
 def test_cotrain_two_windows_key_view_from_the_second_window(tmp_path):
     method = cotrain_method(tmp_path, topk=0, ltcl_rgb=False, clips="independent")
-    batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "rgb_key": raw(seed=2),
-             "flow_key": raw(c=2, seed=3), "index": torch.arange(4)}
+    batch = cotrain_batch("rgb")
     torch.manual_seed(2)
     loss, _ = method(batch)
     st = method.streams["rgb"]
@@ -182,12 +209,12 @@ def test_cotrain_two_windows_key_view_from_the_second_window(tmp_path):
 
 def test_cotrain_k0_is_instance_discrimination(tmp_path):
     method = cotrain_method(tmp_path, topk=0, ltcl_rgb=False)
-    batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "index": torch.arange(4)}
+    batch = cotrain_batch("rgb")
     torch.manual_seed(2)
     loss, _ = method(batch)
     st = method.streams["rgb"]
     torch.manual_seed(2)
-    x1, x2, _ = method._views(batch["rgb"], "rgb")
+    x1, x2 = method.augment_rgb(batch["rgb"], view=0), method.augment_rgb(batch["rgb_key"], view=1)
     expected, _ = info_nce(st.query(x1), st.key(x2), st.queue.keys, method.cfg.temperature)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -195,18 +222,18 @@ def test_cotrain_k0_is_instance_discrimination(tmp_path):
 def test_cotrain_positives_are_key_plus_mined_bank_entries(tmp_path):
     method = cotrain_method(tmp_path, topk=2, ltcl_rgb=False)
     st, sf = method.streams["rgb"], method.streams["flow"]
-    batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "index": torch.tensor([0, 3, 5, 7])}
+    batch = cotrain_batch("rgb", index=torch.tensor([0, 3, 5, 7]))
     st.queue.index[:4] = torch.tensor([1, 2, 9, 11])
     torch.manual_seed(3)
     loss, logs = method(batch)
     # by hand: flow-space neighbours (brute force), RGB bank embeddings as extra positives
     torch.manual_seed(3)
-    x1, x2, _ = method._views(batch["rgb"], "rgb")
+    x1, x2 = method.augment_rgb(batch["rgb"], view=0), method.augment_rgb(batch["rgb_key"], view=1)
     q, k = st.query(x1), st.key(x2)
-    from vsslpipe.data.twostream import center_view
     sf.eval()
-    with torch.no_grad():
-        z = sf.query(center_view(batch["flow"], "flow", 16))
+    with torch.no_grad():     # the frozen stream's centre view: normalised, not augmented
+        center = batch["flow_center"].permute(0, 4, 1, 2, 3).float() * (40 / 255) - 20
+        z = sf.query((center / 20).clamp(-1, 1))
     sims = z @ sf.bank.emb.T
     sims[torch.arange(4), batch["index"]] = -float("inf")
     mined = sims.topk(2, dim=1).indices
@@ -227,7 +254,7 @@ def test_frozen_stream_gets_no_gradient_and_does_not_move(tmp_path):
     method.on_epoch_start(0, ctx)          # RGB phase (banks already current: no refresh)
     frozen_before = {k: v.clone() for k, v in method.streams["flow"].state_dict().items()}
     opt = torch.optim.Adam(method.trainable_parameters(), lr=1e-2, weight_decay=1e-4)
-    batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "index": torch.arange(4)}
+    batch = cotrain_batch("rgb")
     loss, logs = method(batch)
     assert "loss_lt" in logs              # LTCL on for RGB in co-training (paper)
     opt.zero_grad(set_to_none=True)
@@ -245,14 +272,16 @@ def test_frozen_stream_gets_no_gradient_and_does_not_move(tmp_path):
     method.on_epoch_start(2, ctx)
     assert method.trained == "flow" and not any(
         p.requires_grad for p in method.streams["rgb"].query_parameters())
-    _, logs = method(batch)
+    with pytest.raises(RuntimeError, match="rgb phase reached the flow phase"):
+        method(batch)                     # a batch of the other phase is a schedule bug
+    _, logs = method(cotrain_batch("flow"))
     assert "loss_lt" not in logs
 
 
 def test_coclr_code_switches_queue_mining(tmp_path):
     method = cotrain_method(tmp_path, "coclr", topk=2, mining_source="queue",
                             same_source_positive=True, drop_self_prob=0.9, wait_full_queue=True)
-    batch = {"rgb": raw(), "flow": raw(c=2, seed=1), "index": torch.arange(4)}
+    batch = cotrain_batch("rgb")
     st = method.streams["rgb"]
     st.queue.reset()
     loss, _ = method(batch)                 # queue not full: no update of the encoders
@@ -280,8 +309,9 @@ def _params(data: dict, out: Path) -> Path:
     d = base["pretrain"]["defaults"]
     d.update(backbone="tiny3d", backbone_args={"width": 8}, clip_len=8, stride=1, size=24,
              batch_size=6, workers=0, threads=1, device="cpu", checkpoint_every=100,
-             frames=str(data["frames"]), flow=str(data["flow"]), manifest=str(data["manifest"]),
              out_dir=str(out / "models"), live_dir=str(out / "dvclive"), lr=3e-3, warmup_epochs=0)
+    base["data"] = {"frames": str(data["frames"]), "flow": str(data["flow"]),
+                    "manifest": str(data["manifest"])}
     # mild augmentation: the test checks the mechanics (losses fall), not representation quality
     d["augment"] = {"preset": "coclr", "overrides": {"flip_p": 0.0, "jitter_p": 0.0, "gray_p": 0.0,
                                                      "blur_p": [0.0, 0.0]}}
@@ -304,14 +334,12 @@ def _params(data: dict, out: Path) -> Path:
 
 @pytest.mark.slow
 def test_two_stage_cpu_run_losses_fall(two_stream, tmp_path):
-    from vsslpipe.stages.pretrain import run_experiment
-    from vsslpipe.train.config import load_experiment
+    from test_pretrain import train
 
     params = _params(two_stream, tmp_path)
     hist = {}
     for name in ("init_rgb", "init_flow", "cotrain"):
-        cfg = load_experiment(params, name)
-        run_experiment(cfg, name)
+        train(params, name)
         hist[name] = [row["loss"] for row in
                       torch.load(tmp_path / "models" / name / "final.pt", weights_only=True)["history"]]
     mean = lambda xs: sum(xs) / len(xs)   # noqa: E731
@@ -335,15 +363,14 @@ def test_cotrain_coclr_equals_cvtcl_without_ltcl(tmp_path):
         torch.manual_seed(0)
         method = cotrain_method(tmp_path / name, name, topk=2, **args)
         torch.manual_seed(4)
-        loss, _ = method({"rgb": raw(), "flow": raw(c=2, seed=1), "index": torch.arange(4)})
+        loss, _ = method(cotrain_batch("rgb"))
         losses.append(loss.item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
 
 
 @pytest.mark.slow
 def test_cotrain_resume_inside_a_phase_is_identical(two_stream, tmp_path):
-    from vsslpipe.stages.pretrain import run_experiment
-    from vsslpipe.train.config import load_experiment
+    from test_pretrain import train
 
     finals = []
     for run, stop in (("straight", None), ("killed", 3)):
@@ -355,12 +382,11 @@ def test_cotrain_resume_inside_a_phase_is_identical(two_stream, tmp_path):
         exps["cotrain"]["method_args"]["cvtcl"].update(cycles=1, epochs_per_phase=2)
         params.write_text(yaml.safe_dump(p))
         for name in ("init_rgb", "init_flow"):
-            run_experiment(load_experiment(params, name), name)
-        cfg = load_experiment(params, "cotrain")
+            train(params, name)
         if stop:   # killed inside the flow phase, then resumed
-            run_experiment(cfg, "cotrain", stop_after=stop)
+            train(params, "cotrain", stop_after=stop)
             assert not (tmp_path / run / "models/cotrain/final.pt").exists()
-        run_experiment(cfg, "cotrain")
+        train(params, "cotrain")
         finals.append(torch.load(tmp_path / run / "models/cotrain/final.pt", weights_only=True))
     for key, value in finals[0]["model_state"].items():
         assert torch.equal(value, finals[1]["model_state"][key]), key

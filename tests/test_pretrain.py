@@ -1,4 +1,4 @@
-"""`vsslpipe pretrain` end to end on a tiny store: loss falls, resume is exact, flow, DDP, CLI."""
+"""Pre-training end to end on a tiny store: loss falls, resume is exact, flow, DDP, CLI."""
 import os
 import subprocess
 import sys
@@ -16,7 +16,6 @@ from vsslpipe.data.h5parts import merge_parts, write_part
 from vsslpipe.errors import DataError
 from vsslpipe.models.checkpoint import load_backbone, load_checkpoint
 from vsslpipe.stages.cli import app
-from vsslpipe.stages.pretrain import run_experiment
 from vsslpipe.train.config import load_experiment
 
 pytestmark = pytest.mark.slow
@@ -41,16 +40,41 @@ def tiny_flow(tiny_frames, tmp_path_factory):
 def write_params(tmp: Path, frames, manifest, flow=None, **defaults) -> Path:
     base = dict(method="cvrl", modality="rgb", backbone="tiny3d", backbone_args={"width": 4},
                 clip_len=4, stride=2, size=16, epochs=4, batch_size=3, lr=0.003, workers=0,
-                threads=1, checkpoint_every=1, frames=str(frames), manifest=str(manifest),
-                flow=str(flow or tmp / "none.h5"), out_dir=str(tmp / "models"),
+                threads=1, checkpoint_every=1, out_dir=str(tmp / "models"),
                 live_dir=str(tmp / "dvclive"),
                 method_args={"moco": {"queue_size": 12, "momentum": 0.9}})
     base.update(defaults)
-    params = {"pretrain": {"defaults": base, "experiments": {
-        "cvrl_rgb": {}, "moco_rgb": {"method": "moco"}, "cvrl_flow": {"modality": "flow"}}}}
+    params = {"data": {"frames": str(frames), "manifest": str(manifest),
+                       "flow": str(flow or tmp / "none.h5")},
+              "pretrain": {"defaults": base, "experiments": {
+                  "cvrl_rgb": {}, "moco_rgb": {"method": "moco"}, "cvrl_flow": {"modality": "flow"}}}}
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+def train(params: Path, name: str, stop_after=None):
+    """The engine on experiment ``name`` of ``params`` (its ``data`` section's inputs): resumes
+    from ``<out_dir>/.scratch/<name>``, writes ``<out_dir>/<name>/final.pt`` when finished."""
+    from vsslpipe.data.clips import train_table
+    from vsslpipe.data.manifest import read_manifest
+    from vsslpipe.train.engine import Trainer, seeded_method
+
+    data = yaml.safe_load(Path(params).read_text())["data"]
+    cfg = load_experiment(params, name)
+    method = seeded_method(cfg)
+    stores = {m: Path(data["frames"] if m == "rgb" else data["flow"])
+              for m in method.required_modalities()}
+    table = train_table(read_manifest(Path(data["manifest"])), cfg.split)
+    trainer = Trainer(cfg, name, cfg.out_dir / ".scratch" / name, method=method, table=table,
+                      stores=stores, stop_after_epochs=stop_after, progress=False)
+    try:
+        trainer.run()
+        if trainer.epoch >= cfg.epochs:
+            trainer.save_final(cfg.out_dir / name / "final.pt")
+    finally:
+        trainer.close()
+    return trainer
 
 
 def test_loss_falls_and_outputs(tiny_frames, tmp_path):
@@ -58,8 +82,7 @@ def test_loss_falls_and_outputs(tiny_frames, tmp_path):
             "solarize_p": [0.0, 0.0]}
     params = write_params(tmp_path, *tiny_frames, epochs=12, batch_size=6,
                           augment={"overrides": mild})
-    cfg = load_experiment(params, "cvrl_rgb")
-    run_experiment(cfg, "cvrl_rgb")
+    train(params, "cvrl_rgb")
     ckpt = load_checkpoint(tmp_path / "models/cvrl_rgb/final.pt", expect_method="cvrl")
     losses = [h["loss"] for h in ckpt["history"]]
     assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1
@@ -70,7 +93,6 @@ def test_loss_falls_and_outputs(tiny_frames, tmp_path):
     assert (tmp_path / "dvclive/cvrl_rgb/metrics.json").is_file()
     plots = tmp_path / "dvclive/cvrl_rgb/plots/metrics/train"
     assert {"loss.tsv", "lr.tsv", "clips_per_s.tsv", "sim_gap.tsv"} <= {p.name for p in plots.iterdir()}
-    assert not list((tmp_path / "models").glob(".cvrl_rgb.parts/*"))   # scratch removed
 
 
 def _states(path):
@@ -81,13 +103,12 @@ def _states(path):
 def test_resume_is_bit_identical(tiny_frames, tmp_path, method):
     name = f"{method}_rgb"
     full = write_params(tmp_path / "a", *tiny_frames) if (tmp_path / "a").mkdir() is None else None
-    run_experiment(load_experiment(full, name), name)
+    train(full, name)
     (tmp_path / "b").mkdir()
     split = write_params(tmp_path / "b", *tiny_frames)
-    cfg = load_experiment(split, name)
-    run_experiment(cfg, name, stop_after=2)                 # "killed" after epoch 2
+    train(split, name, stop_after=2)                         # "killed" after epoch 2
     assert not (tmp_path / f"b/models/{name}/final.pt").exists()
-    run_experiment(cfg, name)                                # resumes at epoch 3
+    assert train(split, name).history[0]["epoch"] == 1       # resumed at epoch 3, history kept
     a, b = _states(tmp_path / f"a/models/{name}/final.pt"), _states(tmp_path / f"b/models/{name}/final.pt")
     assert a.keys() == b.keys()
     if method == "moco":
@@ -100,7 +121,7 @@ def test_resume_is_bit_identical(tiny_frames, tmp_path, method):
 
 def test_flow_experiment_and_modality_check(tiny_frames, tiny_flow, tmp_path):
     params = write_params(tmp_path, *tiny_frames, flow=tiny_flow, epochs=1)
-    run_experiment(load_experiment(params, "cvrl_flow"), "cvrl_flow")
+    train(params, "cvrl_flow")
     path = tmp_path / "models/cvrl_flow/final.pt"
     net, meta = load_backbone(path, expect_modality="flow")
     assert meta["backbone"]["kwargs"]["in_channels"] == 2
@@ -108,12 +129,26 @@ def test_flow_experiment_and_modality_check(tiny_frames, tiny_flow, tmp_path):
         load_backbone(path, expect_modality="rgb")
 
 
-def test_cli_and_config_errors(tiny_frames, tmp_path):
+def test_decode_gpu_trains_through_workers(tiny_frames, tmp_path):
+    """decode: gpu on a CPU machine runs the same code: a worker sends JPEG bytes and boxes, the
+    training process decodes and cuts them; the run matches decode: cpu up to that rounding."""
+    finals = {}
+    for decode in ("cpu", "gpu"):
+        params = write_params(tmp_path / decode, *tiny_frames, epochs=2, workers=1, decode=decode,
+                              augment={"overrides": {"flip_p": 0.5}}) \
+            if (tmp_path / decode).mkdir() is None else None
+        trainer = train(params, "moco_rgb")
+        assert trainer.decode == decode
+        finals[decode] = load_checkpoint(tmp_path / decode / "models/moco_rgb/final.pt")
+    a, b = (finals[d]["history"] for d in ("cpu", "gpu"))
+    assert [h["epoch"] for h in b] == [1, 2]
+    # the same clips and draws; views differ by at most one level: the losses stay close
+    assert abs(a[0]["loss"] - b[0]["loss"]) < 0.05 * abs(a[0]["loss"])
+
+
+def test_cli_config_errors(tiny_frames, tmp_path):
     params = write_params(tmp_path, *tiny_frames, epochs=1)
     runner = CliRunner()
-    res = runner.invoke(app, ["pretrain", "--params", str(params), "-e", "moco_rgb"])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "models/moco_rgb/final.pt").is_file()
     res = runner.invoke(app, ["pretrain", "--params", str(params), "-e", "nope"])
     assert res.exit_code == 1 and "unknown pretrain experiment 'nope'" in res.output
     bad = write_params(tmp_path, *tiny_frames, method_args={"cvrl": {"temprature": 0.1}})
@@ -121,12 +156,24 @@ def test_cli_and_config_errors(tiny_frames, tmp_path):
     assert res.exit_code == 1 and "temprature" in res.output
 
 
+DDP_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_pretrain import train
+from vsslpipe.train import dist
+train(Path(sys.argv[1]), "moco_rgb")
+dist.cleanup()
+"""
+
+
 def test_ddp_two_processes_gloo(tiny_frames, tmp_path):
-    params = write_params(tmp_path, *tiny_frames, epochs=2, batch_size=2)
+    params = write_params(tmp_path, *tiny_frames, epochs=2, batch_size=2, device="cpu")
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "vsslpipe.stages.cli", "pretrain", "--params", str(params), "-e", "moco_rgb",
-           "--device", "cpu"]
+           str(script), str(params)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     ckpt = load_checkpoint(tmp_path / "models/moco_rgb/final.pt")

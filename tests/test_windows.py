@@ -32,9 +32,25 @@ def test_pairs_of_starts_are_uniform_over_the_grid():
     assert stats.chisquare(skewed, np.full(m * m, draws / (m * m))).pvalue < 1e-6
 
 
-def test_sampler_reads_two_contiguous_clips_and_short_videos_loop():
+def test_sampler_reads_two_contiguous_clips_and_short_videos_repeat_the_last_frame():
     out = IndependentWindowsSampler(clip_len=5, stride=3)(CountingVideo(40), np.random.default_rng(0))
     for key in ("clip0", "clip1"):
         assert np.all(np.diff(out[key][:, 0, 0, 0].astype(int)) == 3)
     short = IndependentWindowsSampler(clip_len=4, stride=2)(CountingVideo(5), np.random.default_rng(0))
-    assert list(short["clip0"][:, 0, 0, 0]) == [0, 2, 4, 1]
+    assert list(short["clip0"][:, 0, 0, 0]) == [0, 2, 4, 4]
+
+
+def test_extra_views_come_from_the_query_window():
+    """CVTCL's LTCL key view (``clip_ltcl``) is another crop of the query's window."""
+    from vsslpipe.data.views import Spatial
+
+    sampler = IndependentWindowsSampler(clip_len=3, stride=1, spatial=Spatial(size=2),
+                                        extra=("clip_ltcl",))
+    rng = np.random.default_rng(1)
+    differ = 0
+    for _ in range(30):
+        out = sampler(CountingVideo(30), rng)
+        assert out["clip_ltcl"].shape == (3, 2, 2, 3)
+        assert np.array_equal(out["clip_ltcl"][:, 0, 0, 0], out["clip0"][:, 0, 0, 0])
+        differ += not np.array_equal(out["clip1"][:, 0, 0, 0], out["clip0"][:, 0, 0, 0])
+    assert differ > 20

@@ -1,4 +1,5 @@
-"""``pretrain.augment`` settings and the augmentation presets (vsslpipe.data.augment applies them).
+"""``pretrain.augment`` settings and the augmentation presets (the loader workers cut the spatial
+half, vsslpipe.data.views; vsslpipe.data.augment applies the photometric half on the device).
 
 Kept free of torch so that reading a configuration (every CLI start) does not import it.
 """

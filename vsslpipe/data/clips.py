@@ -4,8 +4,11 @@
 is ``(epoch, i)`` — yielded by :class:`EpochSampler` — so each sample's randomness comes from
 ``numpy.random.default_rng((seed, epoch, i))``: the same sample whatever worker draws it, and a
 resumed run sees exactly the clips an uninterrupted one would (persistent workers included).
-What a sample holds is the method's sampler's business (:mod:`vsslpipe.methods.base`); the
-dataset adds ``index`` (position in the training set) and ``label``.
+What a sample holds is the method's sampler's business (:mod:`vsslpipe.methods.base`): training
+views cut in the worker (:mod:`vsslpipe.data.views`), so videos of any frame size share a batch;
+the dataset adds ``index`` (position in the training set) and ``label``, and gives the sampler the
+sample's epoch (``video.epoch``: co-training's phase decides which views it needs). With
+``decode="gpu"`` RGB views travel as JPEG bytes and crop boxes, decoded in the training process.
 
 HDF5 files are opened lazily inside each worker (the stores reopen per process).
 """
@@ -23,26 +26,68 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
 from .flowstore import FlowStore
-from .framestore import FrameStore
+from .framestore import FrameStore, decode_jpeg
+from .views import collate
+
+DECODE = ("cpu", "gpu")
 
 
 class _Video:
     """The :class:`~vsslpipe.methods.base.VideoSource` a sampler gets."""
 
-    __slots__ = ("video_id", "index", "label", "group", "num_frames", "_stores", "_default")
+    __slots__ = ("video_id", "index", "label", "group", "num_frames", "epoch", "_stores",
+                 "_default", "_decode", "_sizes")
 
-    def __init__(self, video_id, index, label, group, num_frames, stores, default):
+    def __init__(self, video_id, index, label, group, num_frames, stores, default, epoch=0,
+                 decode="cpu", sizes=None):
         self.video_id, self.index, self.label, self.group = video_id, index, label, group
         self.num_frames, self._stores, self._default = num_frames, stores, default
+        self.epoch, self._decode = epoch, decode
+        self._sizes = {} if sizes is None else sizes
 
-    def read(self, start: int, stop: int, step: int = 1, modality: Optional[str] = None) -> np.ndarray:
+    def _store(self, modality: Optional[str]):
         modality = modality or self._default
         store = self._stores.get(modality)
         if store is None:
             raise DataError(f"modality {modality!r} was not requested (required_modalities)")
+        return modality, store
+
+    def read(self, start: int, stop: int, step: int = 1, modality: Optional[str] = None) -> np.ndarray:
+        modality, store = self._store(modality)
         if modality == "flow":
             return store.read_uint8(self.video_id, start, stop, step)
         return store.read(self.video_id, start, stop, step)
+
+    def jpeg_views(self, modality: Optional[str] = None) -> bool:
+        """Whether views of ``modality`` travel as JPEG bytes + boxes (``decode: gpu``, RGB)."""
+        return self._decode == "gpu" and (modality or self._default) == "rgb"
+
+    def read_jpeg(self, start: int, stop: int, modality: Optional[str] = None) -> list:
+        _, store = self._store(modality)
+        return store.read_jpeg(self.video_id, start, stop)
+
+    def read_scattered(self, indices, modality: Optional[str] = None) -> np.ndarray:
+        """Frames at ``indices`` spread over the video (image MoCo's random frames): RGB reads
+        the span's JPEG bytes in one HDF5 call (a call costs far more than the bytes) and
+        decodes only the frames asked for; flow reads pair by pair (one chunk each)."""
+        modality, store = self._store(modality)
+        unique = sorted({int(i) for i in indices})
+        if modality == "flow":
+            got = {i: store.read_uint8(self.video_id, i, i + 1)[0] for i in unique}
+        else:
+            data = store.read_jpeg(self.video_id, unique[0], unique[-1] + 1)
+            got = {i: decode_jpeg(data[i - unique[0]]) for i in unique}
+        return np.stack([got[int(i)] for i in indices])
+
+    def frame_size(self, modality: Optional[str] = None) -> tuple[int, int]:
+        """``(height, width)`` of the stored frames, without decoding one (cached per worker:
+        reading the attributes costs as much as reading a window's bytes)."""
+        modality, store = self._store(modality)
+        key = (modality, self.video_id)
+        if key not in self._sizes:
+            attrs = store.video_attrs(self.video_id)
+            self._sizes[key] = int(attrs["height"]), int(attrs["width"])
+        return self._sizes[key]
 
 
 def open_stores(paths: dict[str, str | Path]) -> dict:
@@ -54,7 +99,9 @@ class ClipDataset(Dataset):
     """Samples of the videos in ``table`` (manifest rows), made by ``sampler``."""
 
     def __init__(self, table: pd.DataFrame, stores: dict[str, str | Path], sampler: Callable,
-                 seed: int = 0, default_modality: Optional[str] = None):
+                 seed: int = 0, default_modality: Optional[str] = None, decode: str = "cpu"):
+        if decode not in DECODE:
+            raise ValueError(f"decode must be one of {', '.join(DECODE)}, got {decode!r}")
         if table.empty:
             raise DataError("no training videos in the manifest")
         self.table = table.reset_index(drop=True)
@@ -65,6 +112,8 @@ class ClipDataset(Dataset):
         self.default_modality = default_modality or next(iter(self.stores))
         self.sampler = sampler
         self.seed = int(seed)
+        self.decode = decode
+        self._sizes: dict = {}     # (modality, video) -> frame size, filled in each worker
         self.num_frames = self._count_frames()
 
     def _count_frames(self) -> np.ndarray:
@@ -76,12 +125,17 @@ class ClipDataset(Dataset):
                 raise DataError(f"{store.path}: {len(missing)} training video(s) missing, "
                                 f"e.g. {missing[0]!r} (stores and manifest disagree)")
             count = store.num_pairs if modality == "flow" else store.num_frames
-            counts.append([count(v) for v in self.video_ids])
+            counts.append(np.array([count(v) for v in self.video_ids]))
             store.close()   # workers reopen their own handles
-        n = np.min(np.asarray(counts), axis=0)
-        if (n < 1).any():
-            raise DataError(f"video {self.video_ids[int(np.argmin(n))]!r} has no frames")
-        return n
+            empty = np.flatnonzero(counts[-1] < 1)
+            if empty.size:
+                vid = self.video_ids[int(empty[0])]
+                if modality == "flow":
+                    raise DataError(f"{store.path}: video {vid!r} has no flow pairs (a single "
+                                    "frame); flow training takes only videos with >= 2 frames "
+                                    f"({empty.size} such video(s) given)")
+                raise DataError(f"{store.path}: video {vid!r} has no frames")
+        return np.min(np.stack(counts), axis=0)
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -93,14 +147,15 @@ class ClipDataset(Dataset):
         other.sampler = sampler
         return other
 
-    def video(self, i: int) -> _Video:
+    def video(self, i: int, epoch: int = 0) -> _Video:
         return _Video(self.video_ids[i], i, int(self.labels[i]), self.groups[i],
-                      int(self.num_frames[i]), self.stores, self.default_modality)
+                      int(self.num_frames[i]), self.stores, self.default_modality, epoch,
+                      self.decode, self._sizes)
 
     def __getitem__(self, key) -> dict:
         epoch, i = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng((self.seed, int(epoch), int(i)))
-        sample = dict(self.sampler(self.video(int(i)), rng))
+        sample = dict(self.sampler(self.video(int(i), int(epoch)), rng))
         sample["index"] = int(i)
         sample["label"] = int(self.labels[i])
         return sample
@@ -166,15 +221,22 @@ def _worker_init(_: int) -> None:
 
 def make_loader(dataset: ClipDataset, batch_size: int, workers: int, sampler: EpochSampler,
                 drop_last: bool, pin_memory: bool = False, persistent: bool = True) -> DataLoader:
-    """A DataLoader over ``dataset`` in ``sampler``'s order (uint8 samples, default collate)."""
+    """A DataLoader over ``dataset`` in ``sampler``'s order (uint8 views; JPEG bytes kept as
+    lists, :func:`vsslpipe.data.views.collate`)."""
     kwargs = {}
+    if workers > 0 and _fork_ok():
+        # A forked child that inherits OpenCV's running thread pool hangs in its first
+        # cv2.setNumThreads (the pool's condition variables still count the parent's waiting
+        # threads). Stopping the pool here costs the training process nothing: the workers do
+        # the OpenCV work.
+        cv2.setNumThreads(1)
     if workers > 0:
         kwargs = dict(persistent_workers=persistent, prefetch_factor=4, worker_init_fn=_worker_init,
                       multiprocessing_context="fork" if _fork_ok() else None)
     # Its own generator: creating an iterator then leaves the global torch RNG untouched (the
     # engine checkpoints that RNG; samples draw from (seed, epoch, index) anyway).
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      drop_last=drop_last, pin_memory=pin_memory,
+                      drop_last=drop_last, pin_memory=pin_memory, collate_fn=collate,
                       generator=torch.Generator().manual_seed(0), **kwargs)
 
 

@@ -12,7 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from .sampling import clip_span, read_clip
+from .sampling import clip_span
+from .views import Spatial, Window, take_views
 
 
 def independent_starts(num_frames: int, clip_len: int, stride: int,
@@ -25,13 +26,19 @@ def independent_starts(num_frames: int, clip_len: int, stride: int,
 
 @dataclass(frozen=True)
 class IndependentWindowsSampler:
-    """``{"clip0", "clip1"}``: query and key windows of one video (one modality)."""
+    """``{"clip0", "clip1"}``: query and key windows of one video (one modality); ``extra``
+    names further views of the query's window (CVTCL's LTCL key view, ``"clip_ltcl"``)."""
 
     clip_len: int
     stride: int
     modality: Optional[str] = None
+    spatial: Optional[Spatial] = None
+    extra: tuple = ()
 
     def __call__(self, video, rng: np.random.Generator) -> dict:
         a, b = independent_starts(video.num_frames, self.clip_len, self.stride, rng)
-        return {"clip0": read_clip(video, a, self.clip_len, self.stride, self.modality),
-                "clip1": read_clip(video, b, self.clip_len, self.stride, self.modality)}
+        first = Window.clip(video, a, self.clip_len, self.stride, self.modality)
+        out = take_views(video, first, rng, self.spatial, ("clip0", *self.extra))
+        second = Window.clip(video, b, self.clip_len, self.stride, self.modality)
+        out.update(take_views(video, second, rng, self.spatial, ("clip1",)))
+        return out

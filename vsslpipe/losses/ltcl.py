@@ -59,8 +59,8 @@ def local_loss(z1: torch.Tensor, z1_aug: torch.Tensor, z_others: torch.Tensor,
     neg_logits = (z1 @ negatives.t()) / temperature                        # (B, Q)
     if form == "paper":
         logits = torch.cat([pos_logits, neg_logits], dim=1)
-        pos_mask = torch.zeros_like(logits, dtype=torch.bool)
-        pos_mask[:, :num_pos] = True
+        columns = torch.arange(logits.shape[1], device=logits.device)
+        pos_mask = (columns < num_pos).expand_as(logits)     # the first num_pos columns
         return multi_positive_infonce(logits, pos_mask) / num_pos
     if form == "code":
         # one row per positive: [z1.p, z1.queue]; the positive is column 0

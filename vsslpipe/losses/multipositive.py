@@ -37,13 +37,17 @@ def multi_positive_infonce(logits: torch.Tensor, pos_mask: torch.Tensor,
         raise ValueError(f"logits {tuple(logits.shape)} and pos_mask {tuple(pos_mask.shape)} differ")
     logits = logits.float()   # bf16 autocast: the log-sum-exp in float32
     pos_mask = pos_mask.bool()
-    neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
+    neg_inf = float("-inf")
     if valid_mask is not None:
         valid_mask = valid_mask.bool()
         logits = torch.where(valid_mask, logits, neg_inf)
         pos_mask = pos_mask & valid_mask
-    if not bool(pos_mask.any(dim=1).all()):
-        raise ValueError("every row of pos_mask needs at least one (valid) positive")
+    has_pos = pos_mask.any(dim=1).all()
+    message = "every row of pos_mask needs at least one (valid) positive"
+    try:   # checked where the data is: on a GPU without waiting for the host
+        torch._assert_async(has_pos, message)
+    except RuntimeError:                        # CPU: raised here and now
+        raise ValueError(message) from None
     log_all = torch.logsumexp(logits, dim=1)
     log_pos = torch.logsumexp(torch.where(pos_mask, logits, neg_inf), dim=1)
     loss = log_all - log_pos

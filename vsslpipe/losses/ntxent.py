@@ -19,7 +19,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor,
     logits = sim / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = _full(logits).masked_fill(self_mask, float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    target = torch.arange(2 * n, device=z.device).roll(n)   # made on the device: no copy
     return F.cross_entropy(logits, target), sim
 
 

@@ -22,38 +22,48 @@ Implement a new method against this docstring alone:
    of frame pairs), ``video.read(start, stop, step, modality=None)`` -> raw ``(T, H, W, C)``
    uint8 (RGB frames, or quantised flow with C=2; one contiguous read subsampled in memory),
    ``video.index`` (the video's index in the training set, ``0..len(dataset)-1``, stable across
-   epochs: use it for memory banks), ``video.label``, ``video.group`` and ``video.video_id``.
-   Return a dict of numpy arrays / ints; keys are yours (``"clip0"``, ``"clip1"``,
-   ``"shuffled"``, ``"subclips"`` as ``(S, T, H, W, C)``, ``"sdp_label"``...). The dataset adds
-   ``"index"`` and ``"label"``. Samples are collated with ``default_collate`` and moved to the
-   training device unchanged (uint8 stays uint8: the bytes cross the bus, not floats).
-   Ready-made samplers live in :mod:`vsslpipe.data.sampling` (``TwoClipSampler`` with the CVRL
-   gap distributions, ``SameClipSampler``, ``SubClipSampler``). Which stores are opened is given
-   by ``required_modalities()`` (default: ``(spec.modality,)``; a two-stream method returns
-   ``("rgb", "flow")`` and passes ``modality=`` to ``video.read``).
+   epochs: use it for memory banks), ``video.label``, ``video.group``, ``video.video_id`` and
+   ``video.epoch`` (the sample's epoch). The sampler picks the temporal windows
+   (:class:`~vsslpipe.data.views.Window`; past the last frame the last frame repeats) and cuts
+   each into training views with :func:`~vsslpipe.data.views.take_views` and the spatial setting
+   ``self.augment.spatial``: uint8 ``(T, size, size, C)``, each view its own random-resized crop
+   and flip drawn from ``rng`` (so videos of any frame size batch together, and only
+   training-size bytes leave the worker). Return a dict of views, numpy arrays and ints; keys are
+   yours (``"clip0"``, ``"clip1"``, ``"perm"``, ``"sdp_label"``...). The dataset adds ``"index"``
+   and ``"label"``. Samples are collated and moved to the training device unchanged (uint8 stays
+   uint8: the bytes cross the bus, not floats); with ``decode: gpu`` the engine decodes JPEG views
+   on the device before ``prepare`` (:func:`~vsslpipe.data.views.decode_views`), so a method sees
+   the same views either way. Ready-made samplers live in :mod:`vsslpipe.data.sampling`
+   (``TwoClipSampler`` with the CVRL gap distributions, ``SameClipSampler``). Which stores are
+   opened is given by ``required_modalities()`` (default: ``(spec.modality,)``; a two-stream
+   method returns ``("rgb", "flow")`` and passes ``modality=`` to the windows).
 
-3. **Augmentation on the device, in batches.** ``self.augment`` (built from ``spec.augment``
-   by :meth:`Method.__init__`) maps a uint8 batch ``(B, T, H, W, C)`` to the normalised network
-   input ``(B, C, T, size, size)`` with one random draw per clip (per frame if
+3. **Photometric augmentation on the device, in batches.** ``self.augment`` (built from
+   ``spec.augment`` by :meth:`Method.__init__`) maps a uint8 batch of views ``(B, T, S, S, C)`` to
+   the normalised network input ``(B, C, T, S, S)`` with one random draw per clip (per frame if
    ``augment.consistent`` is false): ``self.augment(batch["clip0"], view=0)``; ``view`` selects
-   the per-view probabilities (CVRL: blur p 1.0 / 0.1, solarise 0 / 0.2). For a two-stream
+   the per-view probabilities (CVRL: blur p 1.0 / 0.1, solarise 0 / 0.2);
+   ``self.augment.plain(views)`` normalises without augmenting (centre views). For a two-stream
    method build a second one with ``build_augment(spec.augment, modality="flow", size=...)``.
-   To apply the *same* draw to two tensors (CACL's clip and its shuffled copy), concatenate them
-   along T or call ``self.augment(x, view, params=p)`` with ``p = self.augment.draw(...)``.
+   To apply the *same* photometric draw to two tensors, call ``self.augment(x, view, params=p)``
+   with ``p = self.augment.draw(n, view, device)`` (CACL instead permutes the augmented clip).
 
-   *Optional, recommended:* do the augmentation in ``prepare(batch) -> batch`` (no grad, must
-   not touch module state or the global RNG) instead of in ``forward``: the engine may run
-   ``prepare`` for the next batch in a background thread while the current step computes (on
-   CPU this hides the augmentation cost), possibly before the previous epoch's
-   ``on_epoch_end``. ``self.augment`` draws from a generator the engine seeds per batch, so
-   this stays deterministic. The default ``prepare`` returns the
-   batch unchanged, so methods that augment inside ``forward`` keep working.
+   *Recommended:* do the augmentation in ``prepare(batch) -> batch`` (no grad, must not touch
+   module state or the global RNG, and must not depend on the epoch: it may run before the
+   epoch's hooks) instead of in ``forward``: the engine may run ``prepare`` for the next batch in
+   a background thread while the current step computes (on CPU this hides the augmentation
+   cost). ``self.augment`` draws from a generator the engine seeds per batch, so this stays
+   deterministic. The default ``prepare`` returns the batch unchanged, so methods that augment
+   inside ``forward`` keep working.
 
 4. **The step.** ``forward(batch) -> (loss, logs)``: ``batch`` is the collated dict on the
    device; ``loss`` a scalar tensor to back-propagate; ``logs`` a dict of floats or 0-d tensors
    (the engine averages them per epoch and logs them with dvclive). Log at least ``pos_sim`` and
    ``neg_sim`` (mean cosine similarity of positive pairs / negatives) where meaningful: the
-   engine plots their gap.
+   engine plots their gap. Nothing in the step may wait for the device (no ``.item()``,
+   ``int(tensor)``, ``bool(tensor)``, ``.cpu()``, ``nonzero`` or boolean-mask indexing, no
+   ``torch.tensor(..., device=cuda)`` of host values): keep counters such as queue pointers on
+   the host (:func:`vsslpipe.train.syncs.step_syncs` checks a step on a GPU).
 
 5. **Hooks** (all optional, default no-ops), called by the engine on every rank:
    ``on_train_start(ctx)`` once (after a resume too); ``on_epoch_start(epoch, ctx)`` before the
@@ -66,8 +76,10 @@ Implement a new method against this docstring alone:
    parameter with ``requires_grad``; freeze a momentum encoder with ``requires_grad_(False)``).
    Everything that must survive a resume is in ``state_dict()``: register queues, pointers and
    memory banks as *buffers* (``register_buffer``); plain Python state goes through
-   ``get_extra_state`` / ``set_extra_state`` (nn.Module's own mechanism). Never keep state in
-   sampler objects.
+   ``get_extra_state`` / ``set_extra_state`` (nn.Module's own mechanism). A counter the step
+   needs on the host (a queue's write pointer) lives in Python and is mirrored into its buffer
+   with ``fill_`` (:class:`~vsslpipe.methods.moco.HostPointer`), read back only when a state
+   dict is loaded. Never keep state in sampler objects.
 
 7. **Export.** ``export_backbone()`` returns the sub-module whose weights become the checkpoint's
    ``backbone_state`` (default ``self.backbone``); ``export_spec()`` returns

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.sampling import clip_span, read_clip
+from ..data.sampling import uniform_start
+from ..data.views import Spatial, Window, take_views
 from ..errors import ConfigError
 from ..losses.cacl import cacl_contrastive_loss, networks
 from ..losses.shuffle import (distance_to_label, num_shuffle_classes, sample_moved_frames_shuffle,
@@ -69,21 +70,26 @@ class CaclConfig:
 
 @dataclass(frozen=True)
 class ShuffledClipSampler:
-    """``{"clip": (T,H,W,C), "perm": (T,) int64, "sdp_label": int}``: one clip at a uniform start
-    and the frame order of its shuffled copy (the copy is made on the device: half the bytes)."""
+    """``{"clip0", "clip1": (T,S,S,C), "perm": (T,) int64, "sdp_label": int}``: two views (one
+    spatial draw each) of one clip at a uniform start, and the frame order of its shuffled copy.
+    The copy is made on the device from each augmented view, so ``x`` and ``x_hat`` share the
+    view's draw (and only half the bytes cross from the worker)."""
 
     clip_len: int
     stride: int
     shuffle_sampling: str = "uniform_distance"
+    spatial: Optional[Spatial] = None
 
     def __call__(self, video, rng: np.random.Generator) -> dict:
-        max_start = max(video.num_frames - clip_span(self.clip_len, self.stride), 0)
-        clip = read_clip(video, int(rng.integers(0, max_start + 1)), self.clip_len, self.stride)
+        start = uniform_start(video.num_frames, self.clip_len, self.stride, rng)
         if self.shuffle_sampling == "uniform_distance":
             perm, distance = sample_shuffle_degree(self.clip_len, rng)
         else:
             perm, distance = sample_moved_frames_shuffle(self.clip_len, rng)
-        return {"clip": clip, "perm": perm.astype(np.int64), "sdp_label": distance_to_label(distance)}
+        window = Window.clip(video, start, self.clip_len, self.stride)
+        out = take_views(video, window, rng, self.spatial, ("clip0", "clip1"))
+        out.update(perm=perm.astype(np.int64), sdp_label=distance_to_label(distance))
+        return out
 
 
 def permute_frames(x: torch.Tensor, perm: torch.Tensor, dim: int) -> torch.Tensor:
@@ -144,7 +150,8 @@ class CACL(MixedConvMemoryFormat, Method):
         self._pending: dict[str, torch.Tensor] = {}
 
     def make_sampler(self):
-        return ShuffledClipSampler(self.spec.clip_len, self.spec.stride, self.cfg.shuffle_sampling)
+        return ShuffledClipSampler(self.spec.clip_len, self.spec.stride, self.cfg.shuffle_sampling,
+                                   self.augment.spatial)
 
     # -- encoders ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -157,6 +164,7 @@ class CACL(MixedConvMemoryFormat, Method):
     def _encode_view(self, x: torch.Tensor, perm: torch.Tensor, view: int, out: dict) -> torch.Tensor:
         """Queries and keys of one view; returns the CNN's ``[C(x), C(x_hat)]`` for SDP."""
         pair = torch.cat([x, permute_frames(x, perm, 2)])           # (2B, C, T, S, S)
+        pair = pair.contiguous(memory_format=self.augment.memory_format)   # cat/gather drop it
         c_pair = _pair_embedding(self.backbone(pair))
         out["q"][f"C{view}"] = self.head(c_pair)
         with torch.no_grad():
@@ -170,10 +178,18 @@ class CACL(MixedConvMemoryFormat, Method):
         return c_pair
 
     # -- step --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare(self, batch):
+        if "x0" in batch:
+            return batch
+        return {**batch, "x0": self.augment(batch["clip0"], view=0),
+                "x1": self.augment(batch["clip1"], view=1)}
+
     def forward(self, batch):
-        clip, perm = batch["clip"], batch["perm"].long()
+        batch = self.prepare(batch)
+        perm = batch["perm"].long()
         out: dict[str, dict] = {"q": {}, "k": {}}
-        c_pairs = [self._encode_view(self.augment(clip, view=v), perm, v + 1, out) for v in (0, 1)]
+        c_pairs = [self._encode_view(batch[f"x{v}"], perm, v + 1, out) for v in (0, 1)]
         queues = {"C": self.queue.keys.clone().detach()}
         if "T" in self.networks:
             queues["T"] = self.t_queue.keys.clone().detach()

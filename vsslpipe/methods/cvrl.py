@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from ..data.sampling import GAPS, TwoClipSampler
-from ..errors import ConfigError
+from ..config import FieldError, check
 from ..losses import nt_xent
 from ..models.heads import MLPHead
 from ..train import dist
@@ -19,17 +19,16 @@ from .base import Method, MethodSpec
 @dataclass(frozen=True)
 class CvrlConfig:
     temperature: float = 0.1
-    gap: str = "linear"          # uniform | linear | power (the paper's best: linear)
+    gap: str = "linear"          # uniform | linear (the paper's, ∝ t_max - t) | linear_inclusive | power
     alpha: float = 1.0           # exponent of the power law (ours)
     proj_dim: int = 128
     proj_hidden: Optional[int] = None   # default: the backbone's feature_dim
     proj_layers: int = 3
 
     def validate(self) -> None:
-        if self.gap not in GAPS:
-            raise ConfigError(f"gap must be one of {', '.join(GAPS)}")
+        check(self.gap in GAPS, "gap", f"must be one of {', '.join(GAPS)}, got {self.gap!r}")
         if self.temperature <= 0:
-            raise ConfigError("temperature must be > 0")
+            raise FieldError("temperature", f"must be > 0, got {self.temperature:g}")
 
 
 @METHODS.register("cvrl")
@@ -45,7 +44,8 @@ class CVRL(Method):
                             self.cfg.proj_layers, bn=True)
 
     def make_sampler(self):
-        return TwoClipSampler(self.spec.clip_len, self.spec.stride, self.cfg.gap, self.cfg.alpha)
+        return TwoClipSampler(self.spec.clip_len, self.spec.stride, self.cfg.gap, self.cfg.alpha,
+                              spatial=self.augment.spatial)
 
     @torch.no_grad()
     def prepare(self, batch):
@@ -61,11 +61,9 @@ class CVRL(Method):
         z1 = dist.all_gather_with_grad(z[:n])
         z2 = dist.all_gather_with_grad(z[n:])
         loss, sim = nt_xent(z1, z2, self.cfg.temperature)
-        with torch.no_grad():
+        with torch.no_grad():   # no boolean-mask indexing: it would wait for the device
             m = z1.shape[0]
             pos = torch.diagonal(sim, m).mean()
-            off = ~torch.eye(2 * m, dtype=torch.bool, device=sim.device)
-            off[torch.arange(m), torch.arange(m) + m] = False
-            off[torch.arange(m) + m, torch.arange(m)] = False
-            logs = {"pos_sim": pos, "neg_sim": sim[off].mean()}
+            total = sim.sum() - torch.diagonal(sim).sum() - 2 * torch.diagonal(sim, m).sum()
+            logs = {"pos_sim": pos, "neg_sim": total / max(2 * m * (2 * m - 2), 1)}
         return loss, logs

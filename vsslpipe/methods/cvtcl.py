@@ -11,10 +11,13 @@ with LTCL on per stream (``ltcl_rgb``, ``ltcl_flow``; the paper keeps it for RGB
 
 Memory banks (:mod:`vsslpipe.methods.membank`): at the start of every phase both banks are
 recomputed (middle window, centre view): the frozen stream's with its query encoder (the space
-mined in, searched with FAISS), the trained stream's with its key encoder (the embeddings of the
+mined in: matrix product + top-k on the GPU, FAISS on CPU), the trained stream's with its key encoder (the embeddings of the
 mined positives, then overwritten by each step's keys). Queue entries of a mined video are
 dropped from the denominator (they are positives already, not negatives). ``topk: 0`` is MoCo's
 instance discrimination.
+
+Loader views (:meth:`Cvtcl.make_sampler`) are cut in the workers; a co-training sample holds
+only what its epoch's phase needs (the trained stream's views, the frozen stream's centre view).
 
 The exported backbone is the ``modality`` stream; co-training writes the other stream's
 checkpoint to ``export_other_to`` when the last epoch ends. Switches that reproduce the official
@@ -23,7 +26,6 @@ code (METHODS.md): ``mining_source: queue``, ``same_source_positive``, ``drop_se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -32,82 +34,42 @@ from torch import nn
 
 from ..data.augment import build_augment
 from ..data.sampling import SameClipSampler
-from ..data.twostream import CenterClipSampler, TwoStreamSampler, center_view
+from ..data.twostream import CenterClipSampler, TwoStreamSampler, other_stream, trained_stream
 from ..data.windows import IndependentWindowsSampler
 from ..errors import ConfigError
 from ..losses import info_nce, multi_positive_infonce
-from ..losses.ltcl import LTCL_FORMS
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..train import dist
 from . import METHODS
 from .base import Method, MethodSpec
-from .mining import BankIndex, drop_self_positive, mine_topk, mine_topk_in_queue, source_ids
+from .cvtcl_config import MODALITIES, CoclrConfig, CvtclConfig  # noqa: F401  (re-exported)
+from .mining import (drop_self_positive, make_bank_index, max_per_source, mine_topk,
+                     mine_topk_in_queue, source_ids)
 from .moco import queue_logit_logs
 from .streams import Stream
 
-MODALITIES = ("rgb", "flow")
+def ltcl_on(cfg, modality: str) -> bool:
+    """Whether the stream of ``modality`` trains with LTCL (init: always, when a term is on)."""
+    on = getattr(cfg, f"ltcl_{modality}") if cfg.stage == "cotrain" else True
+    return on and (cfg.use_local or cfg.use_lt)
 
 
-@dataclass(frozen=True)
-class CoclrConfig:
-    stage: str = "init"                  # init | cotrain
-    temperature: float = 0.07
-    queue_size: int = 2048
-    momentum: float = 0.999
-    proj_dim: int = 128
-    proj_hidden: Optional[int] = None
-    proj_layers: int = 2
-    shuffle_bn: bool = True
-    alpha: float = 1.0                   # weight of L_InfoNCE / L_RF
-    init_rgb: Optional[str] = None       # co-training: the init stage's checkpoints
-    init_flow: Optional[str] = None
-    export_other_to: Optional[str] = None   # co-training: checkpoint of the non-exported stream
-    topk: int = 5
-    cycles: int = 2
-    epochs_per_phase: int = 100
-    first_phase: str = "rgb"
-    clips: str = "same"                  # key view: same window | independent (CoCLR's code)
-    mining_source: str = "bank"          # bank (paper) | queue (CoCLR's code)
-    same_source_positive: bool = False   # CoCLR's code: same UCF101 source = positive, not mined
-    drop_self_prob: float = 0.0          # CoCLR's code: 0.9
-    wait_full_queue: bool = False        # CoCLR's code: no step until the queue is full
-
-    def validate(self) -> None:
-        if self.stage not in ("init", "cotrain"):
-            raise ConfigError("stage must be init or cotrain")
-        if self.queue_size < 1 or not 0.0 <= self.momentum < 1.0 or self.temperature <= 0:
-            raise ConfigError("queue_size >= 1, 0 <= momentum < 1 and temperature > 0 required")
-        if self.topk < 0 or self.cycles < 1 or self.epochs_per_phase < 1:
-            raise ConfigError("topk >= 0, cycles >= 1 and epochs_per_phase >= 1 required")
-        if self.first_phase not in MODALITIES or self.mining_source not in ("bank", "queue"):
-            raise ConfigError("first_phase must be rgb|flow and mining_source bank|queue")
-        if self.clips not in ("same", "independent"):
-            raise ConfigError("clips must be same or independent")
-        if not 0.0 <= self.drop_self_prob <= 1.0:
-            raise ConfigError("drop_self_prob must be in [0, 1]")
-        if self.stage == "cotrain" and not (self.init_rgb and self.init_flow):
-            raise ConfigError("stage cotrain needs init_rgb and init_flow checkpoints")
-
-    # CoCLR has no LTCL: the fields CVTCL adds read as off
-    use_local = use_lt = ltcl_rgb = ltcl_flow = False
-    beta, ltcl_form, num_subclips, subclip_len = 0.0, "paper", 4, None
-
-
-@dataclass(frozen=True)
-class CvtclConfig(CoclrConfig):
-    beta: float = 1.0                    # weight of L_LTCL
-    use_local: bool = True               # L_local, eq. (6) (Table 1 ablation)
-    use_lt: bool = True                  # L_LT, eq. (7)
-    ltcl_rgb: bool = True                # LTCL in co-training, per stream (paper Table 2)
-    ltcl_flow: bool = False
-    ltcl_form: str = "paper"             # paper | code (the released code's local loss)
-    num_subclips: int = 4
-    subclip_len: Optional[int] = None    # default clip_len // num_subclips
-
-    def validate(self) -> None:
-        super().validate()
-        if self.ltcl_form not in LTCL_FORMS or self.num_subclips < 2:
-            raise ConfigError(f"ltcl_form must be one of {LTCL_FORMS}, num_subclips >= 2")
+def make_sampler(spec: MethodSpec, cfg):
+    """Views cut in the workers: init ``clip0``/``clip1`` (+ ``clip_ltcl``: LTCL's key view of
+    the query's window when the key comes from another window); co-training: the views of the
+    stream each sample's epoch trains (:class:`~vsslpipe.data.twostream.TwoStreamSampler`).
+    A function of the settings alone (benchmarks build it without the init checkpoints)."""
+    length, stride = spec.clip_len, spec.stride
+    two_windows = cfg.clips == "independent"
+    spatial = {m: build_augment(spec.augment, modality=m, size=spec.size).spatial for m in MODALITIES}
+    if cfg.stage == "cotrain":
+        ltcl = tuple(m for m in MODALITIES if ltcl_on(cfg, m))
+        return TwoStreamSampler(length, stride, spatial["rgb"], spatial["flow"],
+                                cfg.epochs_per_phase, cfg.first_phase, two_windows, ltcl)
+    if two_windows:
+        extra = ("clip_ltcl",) if ltcl_on(cfg, spec.modality) else ()
+        return IndependentWindowsSampler(length, stride, spatial=spatial[spec.modality], extra=extra)
+    return SameClipSampler(length, stride, spatial=spatial[spec.modality])
 
 
 @METHODS.register("cvtcl")
@@ -133,7 +95,8 @@ class Cvtcl(Method):
         # carries the graph of a step that must not update the encoders (wait_full_queue)
         self._idle = nn.Parameter(torch.zeros(())) if cfg.wait_full_queue else None
         self._pending: Optional[tuple] = None
-        self._index: Optional[BankIndex] = None
+        self._index = None
+        self._mine_extra = 1     # bank rows a search skips per query (itself, or its source)
         self.phase, self.sources, self.labels = 0, None, None
         if self.cotrain:
             for m in MODALITIES:
@@ -150,20 +113,15 @@ class Cvtcl(Method):
         return MODALITIES if self.cotrain else (self.spec.modality,)
 
     def make_sampler(self):
-        two_windows = self.cfg.clips == "independent"
-        if self.cotrain:
-            return TwoStreamSampler(self.spec.clip_len, self.spec.stride, two_windows=two_windows)
-        if two_windows:
-            return IndependentWindowsSampler(self.spec.clip_len, self.spec.stride)
-        return SameClipSampler(self.spec.clip_len, self.spec.stride)
+        return make_sampler(self.spec, self.cfg)
 
     # -- schedule --------------------------------------------------------------------------
     @property
     def trained(self) -> str:
         if not self.cotrain:
             return self.spec.modality
-        other = "flow" if self.cfg.first_phase == "rgb" else "rgb"
-        return self.cfg.first_phase if self.phase % 2 == 0 else other
+        per = self.cfg.epochs_per_phase
+        return trained_stream(self.phase * per, per, self.cfg.first_phase)
 
     @property
     def frozen(self) -> str:
@@ -174,7 +132,9 @@ class Cvtcl(Method):
 
     def on_train_start(self, ctx) -> None:
         self.labels = torch.tensor(np.asarray(ctx.labels), dtype=torch.long, device=ctx.device)
-        self.sources = torch.from_numpy(source_ids(ctx.labels, ctx.groups)).to(ctx.device)
+        sources = source_ids(ctx.labels, ctx.groups)
+        self.sources = torch.from_numpy(sources).to(ctx.device)
+        self._mine_extra = max_per_source(sources) if self.cfg.same_source_positive else 1
         if self.cotrain:
             expected = 2 * self.cfg.cycles * self.cfg.epochs_per_phase
             if ctx.epochs != expected:
@@ -210,30 +170,43 @@ class Cvtcl(Method):
             s.train(trained)
             # no shuffled BN here: rank shards of this pass may differ in size
             encode = (lambda x, s=s: s.key_head(s.key_backbone(x))) if trained else s.query
-            loader = ctx.make_loader(CenterClipSampler(self.spec.clip_len, self.spec.stride, m))
-            s.bank.refresh(lambda b, m=m, enc=encode: enc(center_view(
-                b["clip"].to(ctx.device), m, self.spec.size)), loader)
+            aug = getattr(self, f"augment_{m}")
+            loader = ctx.make_loader(CenterClipSampler(self.spec.clip_len, self.spec.stride, m,
+                                                       aug.spatial))
+            s.bank.refresh(lambda b, enc=encode, aug=aug: enc(aug.plain(b["clip"].to(ctx.device))),
+                           loader)
         self.train(was_training)
 
     # -- step ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare(self, batch):
+        """Photometric augmentation of the worker's views (no phase state: it may run a batch
+        ahead). Init: ``x1`` (view 0), ``x2`` (view 1), ``x2_ltcl``; co-training: the same for the
+        batch's trained stream (``stream``) and ``z_in``, the frozen stream's centre view."""
+        if "x1" in batch:
+            return batch
+        out = dict(batch)
+        if self.cotrain:
+            t = next(m for m in MODALITIES if m in batch)
+            aug = getattr(self, f"augment_{t}")
+            out.update(stream=t, x1=aug(batch[t], view=0), x2=aug(batch[f"{t}_key"], view=1))
+            if f"{t}_ltcl" in batch:
+                out["x2_ltcl"] = aug(batch[f"{t}_ltcl"], view=1)
+            o = other_stream(t)
+            out["z_in"] = getattr(self, f"augment_{o}").plain(batch[f"{o}_center"])
+            return out
+        aug = getattr(self, f"augment_{self.spec.modality}")
+        out.update(x1=aug(batch["clip0"], view=0), x2=aug(batch["clip1"], view=1))
+        if "clip_ltcl" in batch:
+            out["x2_ltcl"] = aug(batch["clip_ltcl"], view=1)
+        return out
+
     def forward(self, batch):
+        batch = self.prepare(batch)
         return self._cotrain_step(batch) if self.cotrain else self._init_step(batch)
 
-    def _views(self, clips: torch.Tensor, m: str, key_clips: Optional[torch.Tensor] = None,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Query view, key view and the key view LTCL uses. With two windows (``clips:
-        independent``) the key view comes from ``key_clips``; LTCL's key must show the query's window
-        (its sub-clips are the L_LT negatives), so it is a second augmentation of ``clips``."""
-        aug = getattr(self, f"augment_{m}")
-        x1, x2 = aug(clips, view=0), aug(clips if key_clips is None else key_clips, view=1)
-        x2_ltcl = x2
-        if key_clips is not None and self._ltcl_on(m):
-            x2_ltcl = aug(clips, view=1)
-        return x1, x2, x2_ltcl
-
     def _ltcl_on(self, m: str) -> bool:
-        on = getattr(self.cfg, f"ltcl_{m}") if self.cotrain else True
-        return on and (self.cfg.use_local or self.cfg.use_lt)
+        return ltcl_on(self.cfg, m)
 
     def _ltcl(self, stream: Stream, x1, x2, on: bool, code_divisor: float):
         if not on or not (self.cfg.use_local or self.cfg.use_lt):
@@ -243,10 +216,8 @@ class Cvtcl(Method):
     def _init_step(self, batch):
         cfg, m = self.cfg, self.spec.modality
         stream = self.streams[m]
-        if "clip" in batch:
-            x1, x2, x2_ltcl = self._views(batch["clip"], m)
-        else:                                             # two windows (clips: independent)
-            x1, x2, x2_ltcl = self._views(batch["clip0"], m, batch["clip1"])
+        x1, x2 = batch["x1"], batch["x2"]
+        x2_ltcl = batch.get("x2_ltcl", x2)
         q, k = stream.query(x1), stream.key(x2)
         loss_nce, logits = info_nce(q, k, stream.queue.keys.clone().detach(), cfg.temperature)
         loss = cfg.alpha * loss_nce
@@ -258,13 +229,17 @@ class Cvtcl(Method):
 
     def _cotrain_step(self, batch):
         cfg, t = self.cfg, self.trained
+        if batch["stream"] != t:
+            raise RuntimeError(f"a batch for the {batch['stream']} phase reached the {t} phase "
+                               "(the sampler's schedule and the method's disagree)")
         st, sf = self.streams[t], self.streams[self.frozen]
         sf.eval()                                         # the frozen stream is a fixed sampler
         idx = batch["index"].long()
-        x1, x2, x2_ltcl = self._views(batch[t], t, batch.get(f"{t}_key"))
+        x1, x2 = batch["x1"], batch["x2"]
+        x2_ltcl = batch.get("x2_ltcl", x2)
         q, k = st.query(x1), st.key(x2)
         with torch.no_grad():
-            z_other = sf.query(center_view(batch[self.frozen], self.frozen, self.spec.size))
+            z_other = sf.query(batch["z_in"])
         queue = st.queue
         negatives = queue.keys.clone().detach()
         b, n_q = q.shape[0], negatives.shape[0]
@@ -275,10 +250,11 @@ class Cvtcl(Method):
             same_source = q_src[None] == self.sources[idx][:, None]
         self_pos = (q * k).sum(1, keepdim=True)
         if cfg.mining_source == "bank":
-            if self._index is None:
-                self._index = BankIndex(sf.bank.emb)
+            if self._index is None:                   # once per epoch: the bank is fixed
+                self._index = make_bank_index(sf.bank.emb)
             mined = mine_topk(self._index, z_other, cfg.topk, idx,
-                              self.sources if cfg.same_source_positive else None)   # (B, K)
+                              self.sources if cfg.same_source_positive else None,
+                              extra=self._mine_extra)                                # (B, K)
             mined_emb = st.bank.emb[mined]                                           # (B, K, D)
             logits = torch.cat([self_pos, torch.einsum("bd,bkd->bk", q, mined_emb),
                                 q @ negatives.t()], 1) / cfg.temperature
@@ -307,7 +283,8 @@ class Cvtcl(Method):
         self._pending = (k.detach(), idx, z_other.detach())
         if cfg.wait_full_queue and not queue.full:   # CoCLR's code: enqueue only, no update
             loss = self._idle * 0.0
-        logs = self._logs(logits[:, [0, *range(logits.shape[1] - n_q, logits.shape[1])]],
+        # the self-positive and the queue columns, by slices (a list index is host data)
+        logs = self._logs(torch.cat([logits[:, :1], logits[:, logits.shape[1] - n_q:]], 1),
                           loss_rf, parts)
         # monitoring only (CoCLR's "sampling accuracy"): labels never enter the loss
         hits = (mined_labels == self.labels[idx][:, None]).float().sum()

@@ -12,12 +12,13 @@ clips (``clip_len`` 1).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 import torch
 
+from ..data.views import Spatial, Window, take_views
 from ..errors import ConfigError
 from . import METHODS
 from .base import MethodSpec
@@ -67,14 +68,18 @@ class ImageMocoConfig:
 
 @dataclass(frozen=True)
 class RandomFramesSampler:
-    """``{"frames": (K, 1, H, W, C)}``: K distinct random frames (fewer frames: with repeats)."""
+    """``{"frames0", "frames1": (K, S, S, C)}``: two views of K distinct random frames (fewer
+    frames: with repeats), every frame its own instance and its own spatial draw per view."""
 
     count: int
+    spatial: Optional[Spatial] = None
 
     def __call__(self, video, rng: np.random.Generator) -> dict:
         n = video.num_frames
         idx = rng.choice(n, self.count, replace=n < self.count)
-        return {"frames": np.stack([video.read(int(i), int(i) + 1) for i in idx])}
+        window = Window(video, np.sort(idx))
+        spatial = None if self.spatial is None else replace(self.spatial, consistent=False)
+        return take_views(video, window, rng, spatial, ("frames0", "frames1"))
 
 
 @METHODS.register("image_moco")
@@ -90,8 +95,16 @@ class ImageMoCo(MixedConvMemoryFormat, MomentumEncoderMethod):
         self._build_encoders(self.cfg)
 
     def make_sampler(self):
-        return RandomFramesSampler(self.cfg.frames_per_video)
+        return RandomFramesSampler(self.cfg.frames_per_video, self.augment.spatial)
+
+    @torch.no_grad()
+    def prepare(self, batch):
+        if "x0" in batch:
+            return batch
+        # (B, K, S, S, C) -> (B*K, 1, S, S, C): one single-frame clip per frame
+        views = [batch[f"frames{v}"].flatten(0, 1).unsqueeze(1) for v in (0, 1)]
+        return {**batch, "x0": self.augment(views[0], view=0), "x1": self.augment(views[1], view=1)}
 
     def forward(self, batch):
-        frames = batch["frames"].flatten(0, 1)            # (B*K, 1, H, W, C): one clip per frame
-        return self.contrast_with_queue(self.augment(frames, view=0), self.augment(frames, view=1))
+        batch = self.prepare(batch)
+        return self.contrast_with_queue(batch["x0"], batch["x1"])

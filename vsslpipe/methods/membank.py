@@ -64,8 +64,9 @@ class MemoryBank(nn.Module):
         idx = indices.to(emb.device).long()
         if gather:
             emb, idx = dist.concat_all_gather(emb), dist.concat_all_gather(idx)
-        self.emb[idx.to(self.emb.device)] = emb.to(self.emb.device)
-        self.filled[idx.to(self.emb.device)] = True
+        idx = idx.to(self.emb.device)
+        self.emb[idx] = emb.to(self.emb.device)
+        self.filled.index_fill_(0, idx, True)
 
     @torch.no_grad()
     def refresh(self, encode: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],

@@ -42,21 +42,57 @@ class MocoConfig:
             raise ConfigError(f"clips must be 'same' or one of {', '.join(GAPS)}")
 
 
-class MomentumQueue(nn.Module):
+def ring_slots(ptr: int, n: int, size: int) -> list[slice]:
+    """Where ``n`` new rows go in a ring of ``size`` rows whose oldest row is ``ptr``: one or two
+    slices of the last ``min(n, size)`` rows (host arithmetic: nothing waits for the device)."""
+    n_keep = min(n, size)
+    start = (ptr + n - n_keep) % size
+    first = min(n_keep, size - start)
+    slots = [slice(start, start + first)]
+    if first < n_keep:
+        slots.append(slice(0, n_keep - first))
+    return slots
+
+
+class HostPointer:
+    """Mixin for queues: the write pointer lives on the host (``_ptr``); the ``ptr`` buffer
+    mirrors it for checkpoints (written with ``fill_``, never read during training)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ptr = int(self.ptr)      # once per load, not per step
+        self._loaded()
+
+    def _loaded(self) -> None:
+        pass
+
+    def _advance(self, n: int) -> list[slice]:
+        size = self.keys.shape[0]
+        slots = ring_slots(self._ptr, n, size)
+        self._ptr = (self._ptr + n) % size
+        self.ptr.fill_(self._ptr)
+        return slots
+
+
+class MomentumQueue(HostPointer, nn.Module):
     """A FIFO queue of L2-normalised keys stored as buffers (so it is checkpointed)."""
 
     def __init__(self, size: int, dim: int):
         super().__init__()
         self.register_buffer("keys", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        self._ptr = 0
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Overwrite the oldest rows with ``keys`` (wrapping around the end)."""
-        n, size = keys.shape[0], self.keys.shape[0]
-        idx = (int(self.ptr) + torch.arange(n, device=keys.device)) % size
-        self.keys[idx[-size:]] = keys[-size:].to(self.keys.dtype)
-        self.ptr.fill_((int(self.ptr) + n) % size)
+        n = keys.shape[0]
+        keys = keys[-self.keys.shape[0]:].to(self.keys.dtype)
+        done = 0
+        for sl in self._advance(n):
+            count = sl.stop - sl.start
+            self.keys[sl] = keys[done:done + count]
+            done += count
 
 
 @torch.no_grad()
@@ -124,14 +160,16 @@ class MoCo(MomentumEncoderMethod):
         self._build_encoders(self.cfg)
 
     def make_sampler(self):
-        if self.cfg.clips == "same":
-            return SameClipSampler(self.spec.clip_len, self.spec.stride)
-        return TwoClipSampler(self.spec.clip_len, self.spec.stride, gap=self.cfg.clips)
+        spatial = self.augment.spatial
+        if self.cfg.clips == "same":   # two views of one window, each its own crop
+            return SameClipSampler(self.spec.clip_len, self.spec.stride, spatial=spatial)
+        return TwoClipSampler(self.spec.clip_len, self.spec.stride, gap=self.cfg.clips,
+                              spatial=spatial)
 
     @torch.no_grad()
     def prepare(self, batch):
-        a, b = (batch["clip"], batch["clip"]) if "clip" in batch else (batch["clip0"], batch["clip1"])
-        return {**batch, "x0": self.augment(a, view=0), "x1": self.augment(b, view=1)}
+        return {**batch, "x0": self.augment(batch["clip0"], view=0),
+                "x1": self.augment(batch["clip1"], view=1)}
 
     def forward(self, batch):
         if "x0" not in batch:

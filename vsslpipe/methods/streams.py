@@ -19,12 +19,21 @@ from ..losses import ltcl_loss
 from ..models.heads import MLPHead
 from ..train import dist
 from .membank import MemoryBank
-from .moco import momentum_update
+from .moco import HostPointer, momentum_update
 
 
-class IndexedQueue(nn.Module):
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d when ``x`` is laid out so (the engine's CUDA inputs), else contiguous."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+class IndexedQueue(HostPointer, nn.Module):
     """MoCo's FIFO queue of keys (buffers), plus each key's video index (``-1``: no video yet)
-    and, for CoCLR-code mining, the frozen stream's embedding of the same clip (``other``)."""
+    and, for CoCLR-code mining, the frozen stream's embedding of the same clip (``other``).
+    The write pointer and the number of filled rows are kept on the host (``full`` never waits
+    for the device); they are recomputed from the buffers when a state dict is loaded."""
 
     def __init__(self, size: int, dim: int):
         super().__init__()
@@ -32,10 +41,19 @@ class IndexedQueue(nn.Module):
         self.register_buffer("index", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("other", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        self._ptr, self._filled = 0, np.zeros(size, dtype=bool)
+
+    def _loaded(self) -> None:
+        self.sync_host()
+
+    def sync_host(self) -> None:
+        """Host counters from the buffers (after a load or a copy into ``index``)."""
+        self._ptr = int(self.ptr)
+        self._filled = (self.index >= 0).cpu().numpy()
 
     @property
     def full(self) -> bool:
-        return bool((self.index >= 0).all())
+        return bool(self._filled.all())
 
     @torch.no_grad()
     def reset(self) -> None:
@@ -44,18 +62,25 @@ class IndexedQueue(nn.Module):
         self.other.copy_(F.normalize(torch.randn_like(self.other), dim=1))
         self.index.fill_(-1)
         self.ptr.zero_()
+        self._ptr = 0
+        self._filled[:] = False
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, index: torch.Tensor,
                 other: Optional[torch.Tensor] = None) -> None:
         """Overwrite the oldest rows (wrapping around the end)."""
         n, size = keys.shape[0], self.keys.shape[0]
-        slots = ((int(self.ptr) + torch.arange(n, device=keys.device)) % size)[-size:]
-        self.keys[slots] = keys[-size:].to(self.keys.dtype)
-        self.index[slots] = index[-size:].to(self.index.device).long()
-        if other is not None:
-            self.other[slots] = other[-size:].to(self.other.dtype)
-        self.ptr.fill_((int(self.ptr) + n) % size)
+        keys, index = keys[-size:], index[-size:]
+        other = None if other is None else other[-size:]
+        done = 0
+        for sl in self._advance(n):
+            count = sl.stop - sl.start
+            self.keys[sl] = keys[done:done + count].to(self.keys.dtype)
+            self.index[sl] = index[done:done + count].to(self.index.device).long()
+            if other is not None:
+                self.other[sl] = other[done:done + count].to(self.other.dtype)
+            self._filled[sl] = True          # video indices are >= 0
+            done += count
 
 
 class Stream(nn.Module):
@@ -107,9 +132,11 @@ class Stream(nn.Module):
         if length * cfg.num_subclips < t:  # spare frames: random gaps, from torch's RNG (resumable)
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
         bounds = subclip_bounds(t, cfg.num_subclips, length, rng)
-        z1 = self.query(split_subclips(x1, bounds[:1])[:, 0])
+        fmt = memory_format(x1)                                        # stack/narrow drop it
+        z1 = self.query(split_subclips(x1, bounds[:1])[:, 0].contiguous(memory_format=fmt))
         subs = split_subclips(x2, bounds)                               # (B, S, C, t, H, W)
-        zk = self.key(subs.flatten(0, 1)).view(subs.shape[0], subs.shape[1], -1)
+        zk = self.key(subs.flatten(0, 1).contiguous(memory_format=fmt)).view(
+            subs.shape[0], subs.shape[1], -1)
         negatives = self.queue.keys.clone().detach()
         return ltcl_loss(z1, zk[:, 0], zk[:, 1:], negatives, cfg.temperature,
                          use_local=cfg.use_local, use_lt=cfg.use_lt, form=cfg.ltcl_form,
@@ -138,3 +165,4 @@ class Stream(nn.Module):
                 self.queue.keys.copy_(saved)
                 if f"{prefix}queue.index" in state:
                     self.queue.index.copy_(state[f"{prefix}queue.index"])
+                self.queue.sync_host()

@@ -34,9 +34,14 @@ def init(device: str) -> torch.device:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         torch_dist.init_process_group(backend=backend)
     if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
+        # torchrun: one GPU per local rank. One process: the GPU the device names (`cuda:3`
+        # stays cuda:3; `cuda` is the first visible one, so CUDA_VISIBLE_DEVICES picks it).
+        if is_dist() or "LOCAL_RANK" in os.environ:
+            index = int(os.environ.get("LOCAL_RANK", "0"))
+        else:
+            index = torch.device(device).index or 0
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return torch.device(device)
 
 

@@ -1,7 +1,11 @@
 """The pre-training loop every method runs through (methods plug in via vsslpipe.methods.base).
 
-Per epoch: loader (uint8 clips decoded in workers) -> device -> ``method(batch)`` (augmentation
-on the device, loss) -> backward -> clip -> step -> schedule -> ``method.after_step``. Rank 0
+Per epoch: loader (uint8 training views cut in the workers; with ``decode: gpu`` RGB views come
+as JPEG bytes + crop boxes and are decoded and cut on the device) -> device -> ``method(batch)``
+(photometric augmentation on the device, loss) -> backward -> clip -> step -> schedule ->
+``method.after_step``. Nothing in a step waits for the device: the progress bar shows the loss of
+an earlier step, copied to the host without blocking (:func:`vsslpipe.train.syncs.step_syncs`
+checks a step on a GPU). Rank 0
 logs epoch curves with dvclive and writes a resumable checkpoint every ``checkpoint_every``
 epochs into a scratch folder outside DVC's outputs (DVC deletes outputs before a re-run); a
 restart with the same settings resumes from it and ends with the same weights as an
@@ -25,6 +29,7 @@ from ..config import to_dict
 from ..data.augment import ClipAugment
 from ..data.clips import ClipDataset, EpochSampler, RunSampler, make_loader, train_table
 from ..data.manifest import read_manifest
+from ..data.views import decode_views
 from ..errors import ConfigError
 from ..methods import build_method
 from ..methods.base import Method, MethodSpec, TrainContext
@@ -53,6 +58,14 @@ def method_spec(cfg: PretrainConfig) -> MethodSpec:
                       args=cfg.method_args_for())
 
 
+def seeded_method(cfg: PretrainConfig) -> Method:
+    """The method of ``cfg`` built right after seeding torch with ``cfg.seed``: the same seed
+    gives the same initial weights and queues (so a run, or a killed and resumed one, is
+    reproducible). Build a method to hand to :class:`Trainer` with this."""
+    torch.manual_seed(cfg.seed)
+    return build_method(method_spec(cfg))
+
+
 def clip_meta(cfg: PretrainConfig) -> dict:
     return {"clip_len": cfg.clip_len, "stride": cfg.stride, "size": cfg.size}
 
@@ -77,7 +90,11 @@ class Trainer:
     """``Trainer(cfg, experiment, scratch).run()`` -> summary dict (also in dvclive metrics)."""
 
     def __init__(self, cfg: PretrainConfig, experiment: str, scratch: Path,
+                 method: Optional[Method] = None, table=None, stores: Optional[dict] = None,
                  stop_after_epochs: Optional[int] = None, progress: bool = True):
+        """``method`` (built with :func:`seeded_method`), ``table`` (the training videos'
+        manifest rows) and ``stores`` ({modality: path}) default to what ``cfg`` names (every
+        ``split`` video of ``cfg.manifest``)."""
         self.cfg, self.experiment, self.scratch = cfg, experiment, Path(scratch)
         self.stop_after_epochs = stop_after_epochs   # end early (tests simulate a kill)
         self.progress = progress
@@ -85,13 +102,18 @@ class Trainer:
         self.rank, self.world = dist.rank(), dist.world_size()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed + self.rank)
 
-        self.method: Method = build_method(method_spec(cfg))
-        stores = {m: (cfg.frames if m == "rgb" else cfg.flow) for m in self.method.required_modalities()}
-        table = train_table(read_manifest(cfg.manifest), cfg.split)
-        self.dataset = ClipDataset(table, stores, self.method.make_sampler(), seed=cfg.seed,
-                                   default_modality=cfg.modality)
+        self.method: Method = method if method is not None else seeded_method(cfg)
+        torch.manual_seed(cfg.seed + self.rank)      # what the step draws on the global RNG
+        if stores is None:
+            stores = {m: (cfg.frames if m == "rgb" else cfg.flow)
+                      for m in self.method.required_modalities()}
+        if table is None:
+            table = train_table(read_manifest(cfg.manifest), cfg.split)
+        self.decode = getattr(cfg, "decode", "cpu")
+        self.dataset = ClipDataset(table.sort_values("video_id").reset_index(drop=True), stores,
+                                   self.method.make_sampler(), seed=cfg.seed,
+                                   default_modality=cfg.modality, decode=self.decode)
         self.sampler = EpochSampler(len(self.dataset), cfg.seed, True, self.rank, self.world)
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size
         if self.steps_per_epoch < 1:
@@ -101,6 +123,8 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if (cfg.precision == "bf16" or
                                             (cfg.precision == "auto" and cuda)) else None
         self.method.to(self.device)
+        if cuda:
+            torch.backends.cudnn.benchmark = True   # fixed training shapes: pick kernels once
         if cuda and cfg.channels_last:
             to_channels_last_3d(self.method)
         # Methods that augment in prepare() (possibly a batch ahead, in a thread) draw from
@@ -165,10 +189,11 @@ class Trainer:
             ds = self.dataset.with_sampler(sampler)
             order = EpochSampler(len(ds), self.cfg.seed, False, self.rank, self.world)
             order.set_epoch(self.epoch)
-            return make_loader(ds, batch_size or self.cfg.batch_size,
-                               self.cfg.workers if workers is None else workers, order,
-                               drop_last=False, pin_memory=self.device.type == "cuda",
-                               persistent=False)
+            loader = make_loader(ds, batch_size or self.cfg.batch_size,
+                                 self.cfg.workers if workers is None else workers, order,
+                                 drop_last=False, pin_memory=self.device.type == "cuda",
+                                 persistent=False)
+            return (self._decoded(b) for b in loader) if self.decode == "gpu" else loader
 
         return TrainContext(device=self.device, epoch=self.epoch, step=self.step,
                             epochs=self.cfg.epochs, steps_per_epoch=self.steps_per_epoch,
@@ -200,36 +225,24 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
     def _train_epoch(self, bar: ProgressBar, batches: Iterator[dict]) -> None:
-        cfg, method = self.cfg, self.method
+        method = self.method
         ctx = self._context()
         method.train()
         method.on_epoch_start(self.epoch, ctx)
         sums: dict[str, torch.Tensor] = {}
         steps, clips = 0, 0
+        shown = _LossDisplay(self.device)
         t0 = time.perf_counter()
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype \
-            else contextlib.nullcontext()
         for batch in batches:
-            with autocast:
-                loss, logs = self.model(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(method.trainable_parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            ctx.step = self.step
-            with torch.no_grad():
-                method.after_step(self.step, ctx)
+            loss, logs = self.train_step(batch, ctx)
             for k, v in {"loss": loss, **logs}.items():
                 v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1
             clips += batch_len(batch) * self.world
-            if steps % 10 == 1:   # float() waits for the device: not every step
+            if steps % 10 == 1:   # the loss of 10 steps ago: its copy has long arrived
                 bar.advance(batch_len(batch) * self.world, epoch=self.epoch + 1,
-                            loss=f"{float(loss.detach()):.3f}")
+                            loss=shown.swap(loss))
             else:
                 bar.advance(batch_len(batch) * self.world)
         method.on_epoch_end(self.epoch, ctx)
@@ -242,6 +255,27 @@ class Trainer:
         self.epoch += 1
         self.history.append(row)
         self.logger.log(row)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype \
+            else contextlib.nullcontext()
+
+    def train_step(self, batch: dict, ctx: TrainContext) -> tuple[torch.Tensor, dict]:
+        """One optimiser step on a prepared batch: forward, backward, clip, step, schedule,
+        ``method.after_step``. Returns the loss and the method's logs (device tensors)."""
+        with self.autocast():
+            loss, logs = self.model(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.method.trainable_parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        ctx.step = self.step
+        with torch.no_grad():
+            self.method.after_step(self.step, ctx)
+        return loss, logs
 
     def _prepared_batches(self, loader, first_step: int) -> Iterator[dict]:
         """Batches on the device after ``method.prepare``; with ``prefetch`` the next batch is
@@ -260,7 +294,7 @@ class Trainer:
             step = next(counter)
             for i, aug in enumerate(self.augmenters if self.seeded_prepare else []):
                 aug.generator.manual_seed(hash((self.cfg.seed, self.rank, step, i)) & (2**62 - 1))
-            return self.method.prepare(_to_device(batch, self.device))
+            return self.method.prepare(self._decoded(batch))
 
         if not self.cfg.prefetch:
             while (batch := next_prepared()) is not None:
@@ -272,6 +306,13 @@ class Trainer:
                 future = pool.submit(next_prepared)
                 yield batch
 
+    def _decoded(self, batch: dict) -> dict:
+        """The batch on the device, JPEG views decoded and cut there (``decode: gpu``)."""
+        batch = _to_device(batch, self.device)
+        if self.decode == "gpu":
+            batch = decode_views(batch, self.device, self.cfg.size)
+        return batch
+
     def save_final(self, path: Path) -> None:
         if self.rank == 0:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +321,31 @@ class Trainer:
 
     def close(self) -> None:
         self.logger.close()
+
+
+class _LossDisplay:
+    """The progress bar's loss without waiting for the device: each shown value was copied to
+    pinned host memory without blocking one display earlier, and is read once its copy is done
+    (a CUDA event, queried: never waited for)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.pending: Optional[torch.Tensor] = None
+        self.event = None
+        self.text = "..."
+
+    def swap(self, loss: torch.Tensor) -> str:
+        if self.pending is not None and (self.event is None or self.event.query()):
+            self.text = f"{float(self.pending):.3f}"
+        value = loss.detach().float().reshape(())
+        if self.cuda:
+            self.pending = torch.empty((), dtype=torch.float32, pin_memory=True)
+            self.pending.copy_(value, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.pending = value
+        return self.text
 
 
 def batch_len(batch: dict) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ..config import from_dict, read_params
+from ..config import cli_origin, from_dict, load_params
 from ..errors import ConfigError
 from .config import PretrainConfig, deep_merge
 
@@ -35,23 +35,26 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def load_frame_moco_config(params: str | Path, overrides: Optional[Mapping[str, Any]] = None,
+def load_frame_moco_config(params: Any, overrides: Optional[Mapping[str, Any]] = None,
                            section_name: str = SECTION) -> PretrainConfig:
     """The ``pretrain_frames`` section (or another of that shape) as a :class:`PretrainConfig`."""
-    raw = read_params(params).get(section_name)
+    loaded = load_params(params)
+    label = loaded.label(section_name)
+    raw = loaded.data.get(section_name)
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{params}: no {section_name!r} section")
+        raise ConfigError(f"--section: no {section_name!r} section in {label}")
     section = dict(raw)
-    section.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    section.update(cli)
     fixed = sorted(set(section) & set(FIXED))
     if fixed:
-        raise ConfigError(f"{params}: {section_name}: {', '.join(fixed)} cannot be set "
+        raise ConfigError(f"{label}: {section_name}.{fixed[0]} cannot be set "
                           f"(image MoCo is {FIXED})")
     arch = section.pop("arch", "resnet50")
     merged = deep_merge(DEFAULTS, section)
     merged.update(FIXED)
     merged["backbone_args"] = {"arch": arch}
-    return from_dict(PretrainConfig, merged, f"{params}: {section_name}")
+    return from_dict(PretrainConfig, merged, cli_origin(f"{label}: {section_name}", cli))
 
 
 def weights_path(cfg: PretrainConfig) -> Path:
