@@ -62,15 +62,16 @@ def test_evaluation_end_to_end(tiny_frames, tmp_path):
                 "random_rgb": {"checkpoint": str(tmp_path / "rgb.pt"), "init": "random"}}
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({
-        "evaluate": {"encoders": encoders},
-        "export": {"frames": str(frames), "flow": str(flow), "manifest": str(manifest),
-                   "workers": 0, "batch_size": 4, "device": "cpu"},
+        "evaluate": {"rgb": {k: v for k, v in encoders.items() if "flow" not in k},
+                     "flow": {k: v for k, v in encoders.items() if "flow" in k}},
+        "data": {"frames": str(frames), "flow": str(flow), "manifest": str(manifest)},
+        "export": {"workers": 0, "batch_size": 4, "device": "cpu"},
         "retrieve": {"ks": [1, 2, 5]},
         "linear": {"weight_decays": [0.01, 1.0]},
         "finetune": {"epochs": 1, "batch_size": 3, "device": "cpu"},
         "summary": {"eval_dir": str(ev), "out": str(tmp_path / "summary.csv"),
                     "metrics": str(tmp_path / "summary.json"), "plots": str(tmp_path / "plots"),
-                    "frames": str(frames), "gallery_queries": 2, "gallery_frames": 3}}))
+                    "gallery_queries": 2, "gallery_frames": 3}}))
     for name, spec in encoders.items():
         out = ev / name
         _run(["export", "--params", params, "--checkpoint", spec["checkpoint"], "--init",

@@ -100,19 +100,68 @@ def _strings(ds: h5py.Dataset) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
 
 
-def read_features(path: str | Path) -> FeatureSet:
+KINDS = {SCHEMA: "a vsslpipe features file (from `vsslpipe export`)",
+         "vsslpipe-frames": "a vsslpipe frame store (from `vsslpipe extract`)",
+         "vsslpipe-flow": "a vsslpipe flow store (from `vsslpipe flow`)"}
+
+
+def describe_file(path: str | Path) -> str:
+    """What a file is, in words, for messages about a file of the wrong kind ("a PyTorch
+    checkpoint", "a vsslpipe frame store", ...). Reads a few bytes and HDF5 attributes only."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        index = path / "index.h5"   # a store is a folder with its index
+        return f"a folder holding {describe_file(index)}" if index.is_file() else "a folder"
+    if h5py.is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as f:
+                schema = f.attrs.get("schema")
+        except OSError:
+            return "an HDF5 file that cannot be opened (truncated or corrupt)"
+        schema = schema.decode() if isinstance(schema, bytes) else schema
+        return KINDS.get(schema, "an HDF5 file of another kind (no vsslpipe schema attribute)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "an empty file"
+    if head == b"PK\x03\x04":
+        import zipfile
+
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            names = []
+        return "a PyTorch checkpoint" if any(n.endswith("data.pkl") for n in names) else "a zip archive"
+    if head[:1] == b"\x80":
+        return "a Python pickle (an old-style PyTorch checkpoint?)"
+    return "neither HDF5 nor a PyTorch checkpoint"
+
+
+def read_features(path: str | Path) -> FeatureSet:
+    """Read a features file; a missing file or one of another kind (a checkpoint, a store, a
+    truncated file) is one DataError naming the file and what it is."""
+    path = Path(path)
+    if not path.exists():
         raise DataError(f"{path}: features file not found (run `vsslpipe export`)")
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("schema") != SCHEMA:
-            raise DataError(f"{path}: not a vsslpipe features file (schema attribute)")
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        splits = {}
-        for name in SPLITS:
-            if name not in f:
-                raise DataError(f"{path}: no '{name}' split")
-            g = f[name]
-            splits[name] = SplitFeatures(g["features"][()], g["labels"][()], _strings(g["ids"]),
-                                         _strings(g["groups"]), g["num_clips"][()])
-        return FeatureSet(splits, attrs, _strings(f["class_names"]))
+    need = ("retrieve, linear and summary read the features file that `vsslpipe export "
+            "--checkpoint <model.pt> --out <features.h5>` writes")
+    if path.is_dir() or not h5py.is_hdf5(path):
+        raise DataError(f"{path}: not a features file: it is {describe_file(path)}; {need}")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("schema") != SCHEMA:
+                raise DataError(f"{path}: not a features file: it is {describe_file(path)}; {need}")
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            splits = {}
+            for name in SPLITS:
+                if name not in f:
+                    raise DataError(f"{path}: features file without its '{name}' split; "
+                                    "re-run `vsslpipe export`")
+                g = f[name]
+                splits[name] = SplitFeatures(g["features"][()], g["labels"][()], _strings(g["ids"]),
+                                             _strings(g["groups"]), g["num_clips"][()])
+            return FeatureSet(splits, attrs, _strings(f["class_names"]))
+    except (OSError, KeyError, ValueError) as exc:   # truncated file, missing dataset, bad shapes
+        raise DataError(f"{path}: damaged features file ({exc.__class__.__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); "
+                        "re-run `vsslpipe export`") from None

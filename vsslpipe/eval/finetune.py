@@ -1,6 +1,11 @@
 """Fine-tuning: the whole backbone plus a dropout + linear head, trained with cross-entropy on
 labelled training clips (one random window and random crop/flip per video per epoch), evaluated
-by averaging the softmax of every evaluation window of each test video (METHODS.md)."""
+by averaging the softmax of every evaluation window of each test video (METHODS.md).
+
+Workers read only the window they need and crop it in uint8; the device normalises. The test set
+is scored through the export's loader (workers, clips batched across videos). Loss and accuracy
+are summed on the device and read once per epoch, so a step never waits for the host.
+"""
 from __future__ import annotations
 
 import functools
@@ -9,11 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..progress import ProgressBar
-from .clips import VideoSource, WindowedVideos, check_ids, cut_window, random_view
+from .clips import VideoSource, WindowedVideos, check_ids, random_view, read_windows, to_input, window_index
+from .export import autocast, cudnn_autotune, encode_windows, loader_for, prepare_model
 from .finetune_config import FinetuneSettings
 from .linear import topk_accuracy
 from .protocols import Protocol, window_starts
@@ -33,11 +39,14 @@ class RandomClips(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """(uint8 (T, size, size, C) view, label)."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + i)
-        video = self.source.read(self.ids[i])
-        span = (self.clip["clip_len"] - 1) * self.clip["stride"] + 1
-        start = int(torch.randint(0, max(1, video.shape[1] - span + 1), (1,), generator=gen))
-        window = cut_window(video, start, self.clip["clip_len"], self.clip["stride"])
+        n = self.source.length(self.ids[i])
+        clip_len, stride = self.clip["clip_len"], self.clip["stride"]
+        span = (clip_len - 1) * stride + 1
+        start = int(torch.randint(0, max(1, n - span + 1), (1,), generator=gen))
+        item = read_windows(self.source, self.ids[i], window_index(n, [start], clip_len, stride), stride)
+        window = item["frames"].numpy()[item["index"][0].numpy()]   # (T, H, W, C) uint8
         view = random_view(window, self.clip["size"], self.source.modality, gen, self.min_area,
                            self.flip_p)
         return view, int(self.labels[i])
@@ -53,60 +62,67 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-@torch.no_grad()
 def video_scores(model: nn.Module, dataset: WindowedVideos, device: torch.device,
-                 batch_size: int) -> np.ndarray:
+                 batch_size: int, workers: int = 0) -> np.ndarray:
     """Mean softmax over each video's evaluation windows, (videos, classes)."""
     model.eval()
-    scores = []
-    for i in range(len(dataset)):
-        clips = dataset[i]
-        probs = torch.cat([model(c.to(device)).softmax(dim=1) for c in clips.split(batch_size)])
-        scores.append(probs.mean(dim=0).cpu().numpy())
-    return np.stack(scores)
+    scores, _ = encode_windows(lambda x: model(x).float().softmax(dim=1), dataset,
+                               lambda probs: probs.mean(dim=0), device, batch_size, workers,
+                               desc="finetune test")
+    return scores.numpy()
 
 
 def finetune(backbone: nn.Module, modality: str, store, manifest: pd.DataFrame,
              protocol: Protocol, clip: dict, settings: FinetuneSettings,
              device: torch.device, workers: int = 0) -> dict:
     """Train backbone + head on the train split; top-1/top-5 (%) on the test split."""
+    device = torch.device(device)
     train, test = (manifest[manifest["split"] == s] for s in ("train", "test"))
-    if train.empty or test.empty:
-        raise DataError("fine-tuning needs 'train' and 'test' videos in the manifest")
+    for split, rows in (("train", train), ("test", test)):
+        if rows.empty:
+            raise DataError(f"finetune: no usable '{split}' videos (the manifest lists none, or "
+                            "every one was skipped); fine-tuning needs both splits")
     num_classes = int(manifest["label"].max()) + 1
     source = VideoSource(modality, store)
     check_ids(source, manifest["video_id"].tolist(), modality)
     torch.manual_seed(settings.seed)
-    model = Classifier(backbone, backbone.feature_dim, num_classes, settings.dropout).to(device)
+    model = prepare_model(Classifier(backbone, backbone.feature_dim, num_classes, settings.dropout), device)
+    memory_format = torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
     data = RandomClips(source, train["video_id"].tolist(), train["label"].to_numpy(), clip,
                        settings.seed, settings.flip_p, settings.min_area)
-    loader = DataLoader(data, batch_size=settings.batch_size, shuffle=True, drop_last=False,
-                        num_workers=workers, generator=torch.Generator().manual_seed(settings.seed))
+    # drop the last partial batch (a batch of one breaks batch norm); shuffling spreads the loss
+    loader = loader_for(data, device, workers, batch_size=settings.batch_size, shuffle=True,
+                        drop_last=len(data) > settings.batch_size,
+                        generator=torch.Generator().manual_seed(settings.seed))
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, settings.epochs))
     history = []
-    with ProgressBar(settings.epochs, "finetune", "epochs") as bar:
+    with ProgressBar(settings.epochs, "finetune", "epochs") as bar, cudnn_autotune(device):
         for epoch in range(settings.epochs):
             data.epoch = epoch
             model.train()
-            total, seen, correct = 0.0, 0, 0
+            sums = torch.zeros(2, device=device)   # loss x samples, correct: read once per epoch
+            seen = 0
             for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                logits = model(x)
+                x = to_input(x.to(device, non_blocking=True), modality, source.bound)
+                x = x.to(memory_format=memory_format)
+                y = y.to(device, non_blocking=True)
+                with autocast(device):
+                    logits = model(x).float()
                 loss = nn.functional.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(y)
+                sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float()])
                 seen += len(y)
-                correct += int((logits.argmax(1) == y).sum())
             sched.step()
+            total, correct = sums.tolist()
             history.append({"epoch": epoch + 1, "loss": total / seen, "train_top1": 100.0 * correct / seen})
             bar.advance(1, loss=f"{total / seen:.3f}")
     starts = functools.partial(window_starts, mode=protocol.test_windows,
                                step=protocol.window_step, num_clips=protocol.num_clips)
     test_set = WindowedVideos(source, test["video_id"].tolist(), clip, starts, protocol.crop_fraction)
-    scores = video_scores(model, test_set, device, settings.batch_size)
+    scores = video_scores(model, test_set, device, settings.batch_size, workers)
     labels = test["label"].to_numpy()
     return {"top1": topk_accuracy(scores, labels, 1), "top5": topk_accuracy(scores, labels, 5),
             "history": history, "num_train": len(train), "num_test": len(test)}

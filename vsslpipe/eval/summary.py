@@ -13,7 +13,7 @@ from .features import read_features
 
 COLUMNS = ["experiment", "method", "modality", "init", "dataset", "backbone", "protocol",
            "R@1", "R@5", "R@10", "R@20", "R@50", "linear_top1", "linear_top5",
-           "finetune_top1", "R@1_gain_over_random"]
+           "finetune_top1", "R@1_gain_over_random", "queries", "database", "videos_skipped"]
 RECALL_KS = (1, 5, 10, 20, 50)
 
 
@@ -33,7 +33,8 @@ def summary_row(eval_dir: str | Path, name: str) -> dict:
     files = encoder_files(eval_dir, name)
     if not files["features"].is_file():
         raise DataError(f"{files['features']}: no features for encoder {name!r} (run export)")
-    attrs = read_features(files["features"]).attrs
+    features = read_features(files["features"])
+    attrs = features.attrs
     retrieval, linear, finetune = (_json(files[k]) for k in ("retrieval", "linear", "finetune"))
     backbone = json.loads(attrs.get("backbone", "{}")).get("name", "")
     row = {"experiment": name, "method": attrs.get("method", ""),
@@ -44,6 +45,8 @@ def summary_row(eval_dir: str | Path, name: str) -> dict:
         row[f"R@{k}"] = retrieval.get(f"R@{k}")
     row["linear_top1"], row["linear_top5"] = linear.get("top1"), linear.get("top5")
     row["finetune_top1"] = finetune.get("top1")
+    row["queries"], row["database"] = retrieval.get("queries"), retrieval.get("database")
+    row["videos_skipped"] = features.json_attr("selection").get("videos_skipped", 0)
     return row
 
 
@@ -71,5 +74,7 @@ def summary_metrics(table: pd.DataFrame) -> dict:
     out = {}
     for row in table.to_dict("records"):
         values = {c: row[c] for c in COLUMNS[7:] if pd.notna(row[c])}
+        values = {c: (int(v) if c in ("queries", "database", "videos_skipped") else v)
+                  for c, v in values.items()}
         out[row["experiment"]] = values
     return out
