@@ -1,4 +1,5 @@
-"""Table definitions validate with clear errors; rows render measured beside published."""
+"""Table definitions validate with clear errors; scales layer as documented (rehearsal on top of
+paper); rows render measured beside published; overrides reach DVC as validation applies them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,19 +8,26 @@ import pytest
 import yaml
 
 from vsslpipe.errors import ConfigError
-from vsslpipe.tables.definitions import get_table, load_tables, row_overrides
+from vsslpipe.tables.definitions import TABLES_FILE, get_table, load_tables, row_overrides
 from vsslpipe.tables.render import table_frame, to_markdown
-from vsslpipe.tables.runner import experiment_name, override_args, row_command, row_metrics
+from vsslpipe.tables.runner import override_args, row_command, row_metrics
+from vsslpipe.tables.seeds import Job, aggregate_rows, make_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
 
 
-def _params_with(tmp_path, table: dict) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["tables"]["definitions"] = {"t": table}
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+def _tables_with(tmp_path, table: dict, scales: dict | None = None) -> Path:
+    """A definitions file holding table ``t`` (and the shipped scales unless given)."""
+    shipped = yaml.safe_load(TABLES_FILE.read_text())
+    path = tmp_path / "tables.yaml"
+    path.write_text(yaml.safe_dump({"scales": shipped["scales"] if scales is None else scales,
+                                    "definitions": {"t": table}}))
     return path
+
+
+def _load(tmp_path, table: dict, scales: dict | None = None, validate: bool = True):
+    return load_tables(PARAMS, validate=validate, tables_path=_tables_with(tmp_path, table, scales))
 
 
 def _table(**row):
@@ -31,63 +39,157 @@ def _table(**row):
 
 
 def test_project_tables_validate():
-    tables, scales = load_tables(ROOT / "params.yaml", validate=True)
+    tables, scales = load_tables(PARAMS, validate=True)
     assert {"cvrl_sampling", "cvrl_consistency"} <= set(tables)
-    assert set(scales) == {"demo", "paper"}
+    assert {"demo", "paper"} <= set(scales)
+    floors = [f for t in tables.values() for f in t.floors]
+    assert floors and all(f.floor and f.encoder.startswith("random_") for f in floors)
+
+
+def test_tables_list_runs_in_any_folder(tmp_path, monkeypatch):
+    """The definitions ship with the package: no params.yaml or tables file needed here."""
+    from typer.testing import CliRunner
+
+    from vsslpipe.stages.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["tables", "list"])
+    assert result.exit_code == 0, result.output
+    assert "cvtcl_table3" in result.output and "floor_k5" in result.output
+    other = _tables_with(tmp_path, _table())
+    result = CliRunner().invoke(app, ["tables", "list", "--tables", str(other)])
+    assert result.exit_code == 0 and result.output.startswith("t: T [R@1, linear_top1]")
+    missing = CliRunner().invoke(app, ["tables", "list", "--tables", "nope.yaml"])
+    assert missing.exit_code == 1 and "--tables: nope.yaml: table definitions file not found" in missing.output
 
 
 @pytest.mark.parametrize("row, message", [
     ({"set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gapp": "uniform"}}, "gapp"),
-    ({"set": {"pretrain.experiments.cvrl_rgb.epoch": 3}}, "unknown parameter(s) epoch"),
-    ({"set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "cubic"}}, "gap must be one of"),
+    ({"set": {"pretrain.experiments.cvrl_rgb.epoch": 3}}, "pretrain.experiments.cvrl_rgb.epoch: unknown parameter"),
+    ({"set": {"pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "cubic"}}, "cvrl.gap: must be one of"),
     ({"set": {"retrieve.kz": [1]}}, "unknown parameter 'retrieve.kz'"),
-    ({"encoder": "nope"}, "encoder 'nope' is not in evaluate.encoders"),
+    ({"encoder": "nope"}, "encoder 'nope' is not in evaluate.rgb or evaluate.flow"),
     ({"published": {"R@2": 1.0}}, "'R@2' is not one of the table's metrics"),
 ])
 def test_bad_rows_give_clear_errors(tmp_path, row, message):
     with pytest.raises(ConfigError) as err:
-        load_tables(_params_with(tmp_path, _table(**row)))
+        _load(tmp_path, _table(**row))
     assert message in str(err.value) and "t" in str(err.value)
 
 
+@pytest.mark.parametrize("extra, message", [
+    ({"seeds": 0}, "seeds: a number >= 1"),
+    ({"seeds": {"nightly": 2}}, "seeds: a number >= 1 or {scale: number}"),
+    ({"floors": ["cvrl_rgb"]}, "a floor's encoder must have init: random"),
+    ({"floors": [{"encoder": "random_tiny3d_flow", "row": "a"}]}, "takes rgb, the floor's flow"),
+    ({"floors": [{"encoder": "random_tiny3d_rgb", "row": "zz"}]}, "floors[0].row: no row 'zz'"),
+])
+def test_bad_seeds_and_floors(tmp_path, extra, message):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, {**_table(), **extra})
+    assert message in str(err.value)
+
+
 def test_unknown_table_and_metric(tmp_path):
-    tables, _ = load_tables(_params_with(tmp_path, _table()))
+    tables, _ = _load(tmp_path, _table())
     with pytest.raises(ConfigError, match="unknown table 'x'; valid: t"):
         get_table(tables, "x")
     bad = _table()
     bad["metrics"] = ["R@1", "top1"]
     with pytest.raises(ConfigError, match="unknown metric 'top1'"):
-        load_tables(_params_with(tmp_path, bad))
+        _load(tmp_path, bad)
+
+
+def _job(table, row, scale, scales, seed=0):
+    from vsslpipe.config import read_params
+
+    return next(j for j in make_jobs(table, scale, seed + 1, read_params(PARAMS),
+                                     lambda r: row_overrides(scales, scale, table, r), {row.name})
+                if j.seed == seed)
 
 
 def test_row_command_and_overrides(tmp_path):
-    tables, scales = load_tables(_params_with(tmp_path, _table()))
+    from vsslpipe.config import read_params
+
+    tables, scales = _load(tmp_path, _table())
     table = tables["t"]
     row = table.rows[0]
     paper = row_overrides(scales, "paper", table, row)
     assert paper["extract.short_side"] == 128
     assert paper["pretrain.experiments.cvrl_rgb.method_args.cvrl.gap"] == "uniform"
-    cmd = row_command(table, row, "demo", row_overrides(scales, "demo", table, row))
-    assert cmd[:6] == ["dvc", "exp", "run", "--temp", "retrieve@cvrl_rgb", "linear@cvrl_rgb"]
-    assert cmd[-2:] == ["--name", experiment_name(table, row, "demo")] == ["--name", "t-a-demo"]
+    job = _job(table, row, "demo", scales)
+    cmd = row_command(job, read_params(PARAMS))
+    assert cmd[:6] == ["dvc", "exp", "run", "--temp", "retrieve_rgb@cvrl_rgb", "linear_rgb@cvrl_rgb"]
+    assert cmd[-2:] == ["--name", job.name] == ["--name", "t-a-demo-s0"]
+    assert job.legacy_name == "t-a-demo"     # the single-seed name of earlier runs
+    flow = Job(table, type(row)(name="f", encoder="cvrl_flow"), "demo", 1, {})
+    assert row_command(flow, read_params(PARAMS))[4:6] == ["retrieve_flow@cvrl_flow", "linear_flow@cvrl_flow"]
     assert override_args({"a.b": False, "c": "x y", "d": [1, 2]}) == [
         "-S", "++a.b=false", "-S", '++c="x y"', "-S", "++d=[1, 2]"]
 
 
+REHEARSAL_SCALES = {
+    "demo": {},
+    "paper": {"extract.short_side": 128, "pretrain.defaults.epochs": 200,
+              "pretrain.experiments.cvrl_rgb.augment.overrides": {},
+              "pretrain.experiments.cvrl_rgb.augment.overrides.flip_p": 0.5},
+    "rehearsal": {"extract.videos": "data/rehearsal/videos", "pretrain.defaults.epochs": 1,
+                  "pretrain.experiments.cvrl_rgb.augment.overrides": {}},
+}
+
+
+def test_rehearsal_is_paper_then_its_own_overrides(tmp_path):
+    """rehearsal = scales.paper, the table's scale_set.paper, the row's set, then scales.rehearsal
+    and the table's scale_set.rehearsal; a later `{}` clears what an earlier layer put inside."""
+    from vsslpipe.config import read_params
+    from vsslpipe.tables.definitions import apply_overrides
+    from vsslpipe.train.config import load_experiment
+
+    table = {**_table(), "scale_set": {
+        "paper": {"pretrain.defaults.backbone": "r3d_18", "pretrain.defaults.batch_size": 64},
+        "rehearsal": {"pretrain.defaults.batch_size": 2,
+                      "pretrain.experiments.cvrl_rgb.method_args.cvrl.gap": "power"}}}
+    tables, scales = _load(tmp_path, table, REHEARSAL_SCALES)
+    t, row = tables["t"], tables["t"].rows[0]
+    params = read_params(PARAMS)
+    paper = load_experiment(apply_overrides(params, row_overrides(scales, "paper", t, row), "p"), "cvrl_rgb")
+    over = row_overrides(scales, "rehearsal", t, row)
+    rehearsal = load_experiment(apply_overrides(params, over, "r"), "cvrl_rgb")
+    assert (paper.backbone, paper.epochs, paper.batch_size) == ("r3d_18", 200, 64)
+    assert paper.method_args["cvrl"]["gap"] == "uniform" and paper.augment.overrides == {"flip_p": 0.5}
+    assert (rehearsal.backbone, rehearsal.epochs, rehearsal.batch_size) == ("r3d_18", 1, 2)
+    assert rehearsal.method_args["cvrl"]["gap"] == "power"        # on top of the row's set
+    ran = _as_dvc_runs_it(tmp_path, read_params(PARAMS), over)
+    assert ran == apply_overrides(params, over, "r")              # and DVC applies it the same way
+    assert ran["pretrain"]["experiments"]["cvrl_rgb"]["augment"]["overrides"] == {}   # `{}` last
+    assert ran["extract"]["videos"] == "data/rehearsal/videos" and ran["extract"]["short_side"] == 128
+    # Undefined, the rehearsal scale is an error, never the paper scale in disguise.
+    tables, scales = _load(tmp_path, _table(), {"demo": {}, "paper": {}})
+    with pytest.raises(ConfigError, match="scales.rehearsal is not defined"):
+        row_overrides(scales, "rehearsal", tables["t"], tables["t"].rows[0])
+
+
 def test_render_measured_beside_published(tmp_path):
-    tables, _ = load_tables(_params_with(tmp_path, _table()))
+    tables, _ = _load(tmp_path, _table())
     table = tables["t"]
     experiment = {"metrics": {
-        "results/eval/cvrl_rgb/retrieval.json": {"R@1": 52.5, "R@5": 80.0, "queries": 60},
+        "results/eval/cvrl_rgb/retrieval.json": {"R@1": 52.5, "R@5": 80.0, "R@50": 99.0,
+                                                 "queries": 60, "k_beyond_database": [50]},
         "results/eval/cvrl_rgb/linear.json": {"top1": 71.25, "top5": 99.0}}}
-    measured = {"a": row_metrics(experiment, "cvrl_rgb")}
-    assert measured["a"] == {"R@1": 52.5, "R@5": 80.0, "linear_top1": 71.25, "linear_top5": 99.0}
-    frame = table_frame(table, "demo", measured, {"a": "t-a-demo"})
-    assert list(frame.columns[:5]) == ["row", "label", "encoder", "R@1 (ours)", "R@1 (paper)"]
+    measured = row_metrics(experiment, "cvrl_rgb")
+    assert measured == {"R@1": 52.5, "R@5": 80.0, "linear_top1": 71.25, "linear_top5": 99.0}
+    stats = aggregate_rows({"a": {0: measured}}, table.metrics, 1)
+    frame = table_frame(table, "demo", stats, {"a": ["t-a-demo-s0"]}, 1)
+    assert list(frame.columns[:10]) == ["row", "label", "encoder", "kind", "n", "seeds", "R@1 mean",
+                                        "R@1 std", "R@1 n", "R@1 paper"]
     md = to_markdown(table, frame, "demo")
-    assert "| A | 52.5 / 40.0 | 71.2 / — | `t-a-demo` |" in md
-    unrun = to_markdown(table, table_frame(table, "demo", {}, {}), "demo")
+    assert "| A | 1 | 52.5 / 40.0 | 71.2 / — | `t-a-demo-s0` |" in md
+    unrun = to_markdown(table, table_frame(table, "demo", {}, {}, 1), "demo")
     assert "— / 40.0" in unrun and "(not run)" in unrun
+    rehearsal = table_frame(table, "rehearsal", stats, {"a": ["t-a-rehearsal-s0"]}, 1)
+    text = to_markdown(table, rehearsal, "rehearsal")
+    assert text.startswith("# Rehearsal (not a result): T") and "numbers are not results" in text
+    assert rehearsal["rehearsal"].tolist() == [True] and rehearsal["scale"].tolist() == ["rehearsal"]
 
 
 def _as_dvc_runs_it(tmp_path, params: dict, overrides: dict) -> dict:
@@ -122,8 +224,8 @@ def test_paper_scale_drops_the_demo_rgb_augmentation(tmp_path):
     from vsslpipe.config import read_params
     from vsslpipe.train.config import load_experiment
 
-    params = read_params(ROOT / "params.yaml")
-    tables, scales = load_tables(ROOT / "params.yaml")
+    params = read_params(PARAMS)
+    tables, scales = load_tables(PARAMS, validate=False)
     demo = load_experiment(params, "cvrl_rgb").augment.overrides
     assert demo["gray_p"] == 1.0    # the demo setting this test is about
     for name, encoder, experiment in (("cvrl_sampling", "cvrl_rgb", "cvrl_rgb"),
@@ -144,8 +246,8 @@ def test_paper_scale_drops_the_demo_cvtcl_schedule_choices(tmp_path):
     from vsslpipe.config import read_params
     from vsslpipe.train.config import load_experiment
 
-    params = read_params(ROOT / "params.yaml")
-    tables, scales = load_tables(ROOT / "params.yaml")
+    params = read_params(PARAMS)
+    tables, scales = load_tables(PARAMS, validate=False)
     demo_flow = load_experiment(params, "cvtcl_init_flow").method_args["cvtcl"]
     assert demo_flow["clips"] == "independent"
     assert load_experiment(params, "cvtcl_init_rgb").method_args["cvtcl"]["momentum"] == 0.99
@@ -160,7 +262,7 @@ def test_paper_scale_drops_the_demo_cvtcl_schedule_choices(tmp_path):
 def test_load_tables_leaves_definitions_as_written(tmp_path):
     table = _table(set={"pretrain.experiments.cvrl_rgb.augment.overrides": {},
                         "pretrain.experiments.cvrl_rgb.augment.overrides.flip_p": 0.5})
-    tables, _ = load_tables(_params_with(tmp_path, table), validate=True)
+    tables, _ = _load(tmp_path, table)
     assert tables["t"].rows[0].set["pretrain.experiments.cvrl_rgb.augment.overrides"] == {}
 
 

@@ -1,31 +1,36 @@
 """Run table rows as DVC experiments and read their metrics back.
 
-Each row becomes ``dvc exp run --temp <retrieve@enc> <linear@enc> -S ++key=value ... --name
-<table>-<row>-<scale>``: DVC runs exactly the stages the row's encoder needs with the row's
-parameters in a temporary copy of the workspace (the workspace itself is untouched), restores
-unchanged stages from its run-cache, and keeps the result as a named experiment. A row whose
-experiment already exists is reused only while it is current — run with the parameters the row
-would get now and with today's source files (``stale_reason``); otherwise it runs again, since a
-result from an older dataset or older code must not be rendered as today's. ``--queue``
-enqueues rows for ``dvc queue start -j N``.
+Each (row, seed) becomes ``dvc exp run --temp retrieve_<modality>@<enc> linear_<modality>@<enc>
+-S ++key=value ... --name <table>-<row>-<scale>-s<seed>``: DVC runs exactly the stages the row's
+encoder needs with the row's parameters in a temporary copy of the workspace (the workspace
+itself is untouched), restores unchanged stages from its run-cache, and keeps the result as a
+named experiment. A row's experiment is reused only while it is current — run with the
+parameters the row would get now and with today's source files (``stale_reason``).
+
+Before the rows, the stages several rows compute identically (extract, flow, a co-training's
+initialisations: :mod:`vsslpipe.tables.stagegraph`) run once per group of rows, so the run-cache
+has them; then the rows run side by side, one per GPU (``--gpus``) or ``--jobs`` at a time, and
+the random-init floors last. ``--queue`` enqueues rows for ``dvc queue start -j N`` instead
+(its workers share one environment: one GPU).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import subprocess
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import VsslpipeError
-from .definitions import RowDef, TableDef, apply_overrides, flatten_overrides
+from .definitions import encoder_modalities
+from .overrides import flatten_overrides
+from .parallel import Task, run_tasks
+from .seeds import Job
 
 RETRIEVAL_JSON = "results/eval/{encoder}/retrieval.json"
 LINEAR_JSON = "results/eval/{encoder}/linear.json"
-
-
-def experiment_name(table: TableDef, row: RowDef, scale: str) -> str:
-    return f"{table.name}-{row.name}-{scale}".replace("_", "-")
 
 
 def _has_key(params: Mapping, key: str) -> bool:
@@ -53,12 +58,15 @@ def override_args(overrides: Mapping[str, Any], params: Optional[Mapping] = None
     return args
 
 
-def row_command(table: TableDef, row: RowDef, scale: str, overrides: Mapping[str, Any],
-                queue: bool = False, params: Optional[Mapping] = None) -> list[str]:
-    targets = [f"retrieve@{row.encoder}", f"linear@{row.encoder}"]
-    mode = "--queue" if queue else "--temp"
-    return (["dvc", "exp", "run", mode, *targets, *override_args(overrides, params),
-             "--name", experiment_name(table, row, scale)])
+def row_targets(job: Job, params: Mapping) -> list[str]:
+    modality = encoder_modalities(params).get(job.row.encoder, "rgb")
+    return [f"retrieve_{modality}@{job.row.encoder}", f"linear_{modality}@{job.row.encoder}"]
+
+
+def row_command(job: Job, params: Mapping, queue: bool = False, force: bool = False) -> list[str]:
+    mode = ["--queue"] if queue else ["--temp"]
+    return (["dvc", "exp", "run", *(["--force"] if force else []), *mode,
+             *row_targets(job, params), *override_args(job.overrides, params), "--name", job.name])
 
 
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -121,8 +129,9 @@ def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
     """Why a finished row's experiment no longer stands for the workspace (None: it does).
 
     Stale when the parameters it ran with differ from ``expected_params`` (params.yaml with the
-    row's overrides; the ``tables`` section aside), or when a git-tracked file it depended on
-    (code, data/flow_versions.json) has changed since. Data outputs are functions of these.
+    row's overrides; a ``tables`` section of older runs aside), or when a git-tracked file it
+    depended on (code, data/flow_versions.json) has changed since. Data outputs are functions
+    of these.
     """
     ran = {k: v for k, v in (experiment.get("params") or {}).items() if k != "tables"}
     want = {k: v for k, v in expected_params.items() if k != "tables"}
@@ -137,55 +146,122 @@ def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
     return None
 
 
-def run_rows(repo: Path, table: TableDef, scale: str, overrides_for: Callable[[RowDef], dict],
-             params: Mapping, rows: Optional[Iterable[str]] = None, queue: bool = False,
-             force: bool = False, log: Callable[[str], None] = print) -> list[str]:
-    """Run (or enqueue) the table's rows; returns the experiment names. ``params`` is
-    params.yaml as loaded: a row's experiment is reused only if it ran with it (plus the row's
-    overrides) and with today's source files."""
+def find_current(job: Job, existing: Mapping[str, dict], expected: Mapping, repo: Path,
+                 tracked: set[str]) -> tuple[Optional[str], Optional[str]]:
+    """(the job's current experiment name or None, why its own-named run is stale or None).
+    Seed 0 also accepts the name rows had before seeds (``<table>-<row>-<scale>``)."""
+    reason = None
+    for name in filter(None, (job.name, job.legacy_name)):
+        if name in existing:
+            why = stale_reason(existing[name], expected, repo, tracked)
+            if why is None:
+                return name, None
+            reason = reason or why
+    return None, reason
+
+
+@dataclass
+class RunReport:
+    ran: list = field(default_factory=list)          # experiment names run now
+    reused: list = field(default_factory=list)
+    failed: list = field(default_factory=list)       # (name, last error line)
+
+
+def shared_tasks(repo: Path, jobs: Sequence[Job], params: Mapping, log) -> list[list[tuple]]:
+    """Waves of (Task, member jobs) for the stages several of ``jobs`` share."""
+    from .stagegraph import project_stages, shared_runs
+
+    stages = project_stages(repo)
+    waves = []
+    for wave in shared_runs(stages, [(row_targets(j, params), j.overrides) for j in jobs]):
+        tasks = []
+        for run in wave:
+            # unique per run (the experiment is removed once it has filled the run-cache)
+            digest = hashlib.sha1(json.dumps([run.targets, run.overrides, time.time()],
+                                             sort_keys=True, default=str).encode()).hexdigest()[:8]
+            members = [jobs[i] for i in run.jobs]
+            name = f"{members[0].table.name}-shared-{members[0].scale}-{digest}".replace("_", "-")
+            cmd = ["dvc", "exp", "run", "--temp", *run.targets,
+                   *override_args(run.overrides, params), "--name", name]
+            tasks.append((Task(name, cmd), members))
+            log(f"{name}: {', '.join(run.stages)} once for {len(members)} rows "
+                f"({', '.join(j.name for j in members[:4])}{', ...' if len(members) > 4 else ''})")
+        waves.append(tasks)
+    return waves
+
+
+def run_jobs(repo: Path, jobs: Sequence[Job], params: Mapping, expected_for: Callable[[Job], dict],
+             queue: bool = False, force: bool = False, gpus: Optional[Sequence[str]] = None,
+             n_jobs: int = 1, log: Callable[[str], None] = print) -> RunReport:
+    """Run (or enqueue) the jobs not yet current. ``params``: params.yaml as DVC reads it;
+    ``expected_for(job)``: the parameters the job's experiment must have run with."""
+    report = RunReport()
     existing = existing_experiments(repo)
     tracked = tracked_files(repo) if existing else set()
     head = _run(["git", "rev-parse", "HEAD"], repo).stdout.strip() if existing else ""
-    wanted = set(rows) if rows else None
-    names = []
-    for row in table.rows:
-        if wanted is not None and row.name not in wanted:
+    todo: list[tuple[Job, bool]] = []
+    for job in jobs:
+        current, reason = (None, None) if force else find_current(job, existing, expected_for(job),
+                                                                  repo, tracked)
+        if current is not None:
+            log(f"{current}: done before, reused")
+            report.reused.append(current)
             continue
-        name = experiment_name(table, row, scale)
-        names.append(name)
-        overrides = overrides_for(row)
-        # `dvc exp run --force` re-runs every stage (no run-cache): only for an explicit --force,
-        # or to replace a stale run of the same name on this very commit (a name is unique per
-        # baseline commit; a stale run on an older commit needs no replacing).
-        rerun = force
-        if name in existing and not force:
-            expected = apply_overrides(params, overrides, f"table {table.name!r} row {row.name!r}")
-            reason = stale_reason(existing[name], expected, repo, tracked)
-            if reason is None:
-                log(f"{name}: done before, reused")
-                continue
-            log(f"{name}: the earlier run is stale ({reason})")
-            rerun = existing[name]["baseline"] in (head, "workspace")
-        cmd = row_command(table, row, scale, overrides, queue, params)
-        if rerun and name in existing:
-            cmd.insert(3, "--force")
-        log(f"{name}: {'queued' if queue else 'running'} ({' '.join(cmd[4:6])})")
-        _run(cmd, repo)
+        if reason:
+            log(f"{job.name}: the earlier run is stale ({reason})")
+        # A name is unique per baseline commit: a stale run of the same name on this very commit
+        # is removed first, so the row runs again with the run-cache (`dvc exp run --force` would
+        # re-run every stage: only for an explicit --force).
+        if job.name in existing and not force and existing[job.name]["baseline"] in (head, "workspace"):
+            _run(["dvc", "exp", "remove", job.name], repo, check=False)
+        todo.append((job, force and job.name in existing))
     if queue:
-        log("start the queued rows with `dvc queue start -j N`, then `vsslpipe tables show`")
-    return names
+        for job, rerun in todo:
+            _run(row_command(job, params, queue=True, force=rerun), repo)
+            log(f"{job.name}: queued")
+            report.ran.append(job.name)
+        if todo:
+            log("start the queued rows with `dvc queue start -j N` (its workers share one "
+                "environment: one GPU), then `vsslpipe tables show`")
+        return report
+    blocked: dict[str, str] = {}
+    if len(todo) > 1:
+        for wave in shared_tasks(repo, [j for j, _ in todo], params, log):
+            outcomes = run_tasks([t for t, _ in wave], repo, gpus, n_jobs, log)
+            for (task, members), outcome in zip(wave, outcomes):
+                if outcome.returncode == 0:
+                    _run(["dvc", "exp", "remove", task.name], repo, check=False)  # run-cache keeps it
+                    continue
+                for job in members:
+                    blocked.setdefault(job.name, f"shared stages failed ({task.name}): {outcome.error}")
+    for floors in (False, True):       # a floor's checkpoint comes from a row's pretraining
+        batch = [(j, r) for j, r in todo if j.row.floor == floors and j.name not in blocked]
+        tasks = [Task(j.name, row_command(j, params, force=r)) for j, r in batch]
+        for outcome in run_tasks(tasks, repo, gpus, n_jobs, log):
+            (report.ran if outcome.returncode == 0 else report.failed).append(
+                outcome.name if outcome.returncode == 0 else (outcome.name, outcome.error))
+    report.failed += sorted(blocked.items())
+    return report
 
 
 def row_metrics(experiment: Mapping, encoder: str) -> dict[str, float]:
-    """The table metrics of one finished row (R@k in %, linear top-1/top-5 in %)."""
+    """The table metrics of one finished row (R@k in %, linear top-1/top-5 in %); an R@k whose
+    k exceeds the retrieval database is left out (``beyond_database``)."""
     metrics = experiment.get("metrics", {})
     out: dict[str, float] = {}
     retrieval = metrics.get(RETRIEVAL_JSON.format(encoder=encoder), {})
+    beyond = beyond_database(experiment, encoder)
     for key, value in retrieval.items():
-        if key.startswith("R@") and isinstance(value, (int, float)):
+        if key.startswith("R@") and isinstance(value, (int, float)) and key not in beyond:
             out[key] = float(value)
     linear = metrics.get(LINEAR_JSON.format(encoder=encoder), {})
     for key in ("top1", "top5"):
         if isinstance(linear.get(key), (int, float)):
             out[f"linear_{key}"] = float(linear[key])
     return out
+
+
+def beyond_database(experiment: Mapping, encoder: str) -> set[str]:
+    """The R@k metrics the retrieval JSON flags: k larger than the database."""
+    retrieval = (experiment.get("metrics") or {}).get(RETRIEVAL_JSON.format(encoder=encoder), {})
+    return {f"R@{k}" for k in retrieval.get("k_beyond_database") or []}
