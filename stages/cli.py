@@ -38,7 +38,28 @@ for _name, _module in STAGES:
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a usage mistake (unknown option, a value of the wrong type, a missing
+    option) is one line naming the option, not click's framed usage box."""
+    import sys
+
+    # typer vendors click (typer._click); its exception classes are reached through the public
+    # BadParameter's bases rather than a private import.
+    usage_error, click_exception = typer.BadParameter.__mro__[1:3]
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "vsslpipe"
+        message = exc.format_message().replace("\n", " ")
+        print(f"error: {command}: {message} (see `{command} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except click_exception as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

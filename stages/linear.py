@@ -8,9 +8,9 @@ from typing import Annotated, List
 import typer
 
 from vsslpipe.atomic import write_json_atomic
-from vsslpipe.config import ConfigError, load_section
+from vsslpipe.config import check, load_section
 
-from .common import ParamsOpt, echo, report_user_errors
+from .common import ParamsOpt, echo, features_arg, report_user_errors
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,17 @@ class LinearConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if not self.weight_decays or min(self.weight_decays) < 0:
-            raise ConfigError("weight_decays must be a non-empty list of values >= 0")
-        if not 0 < self.val_fraction < 1 or self.max_iter < 1:
-            raise ConfigError("val_fraction in (0, 1) and max_iter >= 1")
+        check(bool(self.weight_decays) and min(self.weight_decays) >= 0, "weight_decays",
+              f"must be a non-empty list of values >= 0, got {self.weight_decays}")
+        check(0 < self.val_fraction < 1, "val_fraction", f"must be in (0, 1), got {self.val_fraction:g}")
+        check(self.max_iter >= 1, "max_iter", f"must be >= 1, got {self.max_iter}")
 
 
 @report_user_errors
 def main(
     features: Annotated[List[Path], typer.Option("--features", help="Features file(s) from `vsslpipe export` (several are concatenated).")],
     out: Annotated[Path, typer.Option(help="Metrics JSON to write.")],
-    params: ParamsOpt = Path("params.yaml"),
+    params: ParamsOpt = None,
 ) -> None:
     """Linear classifier on frozen, standardised video features; top-1/top-5 on the test split.
 
@@ -46,10 +46,11 @@ def main(
     from vsslpipe.eval.linear import linear_probe
 
     cfg = load_section(LinearConfig, "linear", params)
-    sets = [read_features(p) for p in features]
+    sets = [features_arg(read_features, p) for p in features]
     ref = sets[0]
     if any(s.train.ids != ref.train.ids or s.test.ids != ref.test.ids for s in sets[1:]):
-        raise DataError("the features files hold different videos; cannot concatenate")
+        raise DataError("--features: the files hold different videos; cannot concatenate "
+                        "(export them with the same manifest and stores)")
     train_x = np.concatenate([s.train.features for s in sets], axis=1)
     test_x = np.concatenate([s.test.features for s in sets], axis=1)
     start = time.perf_counter()
@@ -66,7 +67,8 @@ def main(
                       "num_held_out": result.num_val, "metric": "held-out top-1 (%)",
                       "grid": result.selection},
         "num_train": len(ref.train.ids), "num_test": result.num_test,
+        "skipped_at_export": ref.json_attr("selection").get("videos_skipped", 0),
         "seconds": round(time.perf_counter() - start, 2)})
     echo(f"linear: top-1 {result.top1:.1f} %, top-5 {result.top5:.1f} % on {result.num_test} test "
-         f"videos (weight decay {result.weight_decay:g} chosen on {result.num_val} held-out "
+         f"videos, trained on {len(ref.train.ids)} (weight decay {result.weight_decay:g} chosen on {result.num_val} held-out "
          f"training videos by {result.held_out}) -> {out}")

@@ -8,9 +8,9 @@ from typing import Annotated, List, Literal, Optional
 import typer
 
 from vsslpipe.atomic import atomic_path, write_json_atomic
-from vsslpipe.config import ConfigError, load_section
+from vsslpipe.config import check, load_section
 
-from .common import ParamsOpt, echo, report_user_errors
+from .common import ParamsOpt, echo, features_arg, report_user_errors, shipped, warn
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,10 @@ class RetrieveConfig:
     def validate(self) -> None:
         from vsslpipe.eval.protocols import PROTOCOLS
 
-        if not self.ks or min(self.ks) < 1:
-            raise ConfigError("ks must be a non-empty list of positive integers")
-        if self.protocol is not None and self.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol {self.protocol!r} unknown; valid: {', '.join(PROTOCOLS.names())}")
+        check(bool(self.ks) and min(self.ks) >= 1, "ks",
+              f"must be a non-empty list of positive integers, got {self.ks}")
+        check(self.protocol is None or self.protocol in PROTOCOLS, "protocol",
+              f"unknown protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS.names())}")
 
 
 def topk_path(out: Path) -> Path:
@@ -37,9 +37,9 @@ def topk_path(out: Path) -> Path:
 def main(
     features: Annotated[List[Path], typer.Option("--features", help="Features file from `vsslpipe export`; twice to fuse two streams.")],
     out: Annotated[Path, typer.Option(help="R@k JSON to write; the per-query CSV goes beside it (<out>_topk.csv).")],
-    protocol: Annotated[Optional[str], typer.Option(help="Post-processing preset: coclr (centre + L2), vcop, tclr (L2) [default: the export's].")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="Two streams: concat (= sum of similarities) or average.")] = None,
-    params: ParamsOpt = Path("params.yaml"),
+    protocol: Annotated[Optional[str], typer.Option(show_default=False, help="Post-processing preset: coclr (centre + L2), vcop, tclr (L2) [default: the export's; params: retrieve.protocol].")] = None,
+    fusion: Annotated[Optional[str], typer.Option(show_default=False, help=f"Two streams: concat (= sum of similarities) or average. {shipped(RetrieveConfig, 'fusion', 'retrieve')}")] = None,
+    params: ParamsOpt = None,
 ) -> None:
     """Nearest-neighbour retrieval: R@k of test queries against the training videos.
 
@@ -53,12 +53,21 @@ def main(
     from vsslpipe.eval.retrieval import first_hit_rank, prepare, recall_at_k, search
 
     cfg = load_section(RetrieveConfig, "retrieve", params, dict(protocol=protocol, fusion=fusion))
-    sets = [read_features(p) for p in features]
+    if len(features) > 2:
+        raise DataError(f"--features: {len(features)} files given; retrieval fuses at most two "
+                        "streams (RGB and flow of the same videos)")
+    sets = [features_arg(read_features, p) for p in features]
     ref = sets[0]
     for other, path in zip(sets[1:], features[1:]):
         if other.train.ids != ref.train.ids or other.test.ids != ref.test.ids:
-            raise DataError(f"{path}: its videos differ from {features[0]}'s; cannot fuse")
-    name = cfg.protocol or ref.attrs.get("protocol", "coclr")
+            raise DataError(f"--features: {path}: its videos differ from {features[0]}'s; cannot "
+                            "fuse (export both with the same manifest and stores)")
+    exported = [s.attrs.get("protocol", "coclr") for s in sets]
+    name = cfg.protocol or exported[0]
+    for path, used in zip(features, exported):
+        if used != name:
+            warn(f"{path} was exported with protocol {used!r}, retrieval post-processes it as "
+                 f"{name!r} (the papers pair each protocol's export with its own retrieval)")
     preset = get_protocol(name)
     db, queries = prepare([s.train.features for s in sets], [s.test.features for s in sets],
                           preset.center, cfg.fusion)
@@ -73,7 +82,8 @@ def main(
         "streams": [s.attrs.get("modality", "") for s in sets],
         "fusion": cfg.fusion if len(sets) > 1 else None,
         "queries_whose_class_is_not_in_database": int(sum(l in missing for l in ref.test.labels)),
-        "k_beyond_database": [k for k in cfg.ks if k > len(db)]})
+        "k_beyond_database": [k for k in cfg.ks if k > len(db)],
+        "skipped_at_export": [s.json_attr("selection").get("videos_skipped", 0) for s in sets]})
     names = ref.class_names
     table = pd.DataFrame({
         "query_id": ref.test.ids, "query_label": ref.test.labels,
@@ -84,5 +94,7 @@ def main(
         "similarities": [";".join(f"{s:.5f}" for s in row) for row in sims]})
     with atomic_path(topk_path(out)) as tmp:
         table.to_csv(tmp, index=False)
-    echo(f"retrieve: {len(queries)} queries x {len(db)} database ({name}): "
+    skipped = sum(s.json_attr("selection").get("videos_skipped", 0) for s in sets[:1])
+    note = f" ({skipped} videos skipped at export)" if skipped else ""
+    echo(f"retrieve: {len(queries)} test queries x {len(db)} training videos{note} ({name}): "
          + ", ".join(f"{k} {v:.1f}" for k, v in result.items()) + f" -> {out}")

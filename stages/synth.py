@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from vsslpipe.atomic import temp_name
-from vsslpipe.config import ConfigError, load_section
+from vsslpipe.config import check, load_section
 from vsslpipe.progress import track
 from vsslpipe.video.synth import CLASSES, SynthSpec, video_plan, write_split_files, write_video
 
-from .common import ParamsOpt, WorkersOpt, echo, report_user_errors
+from .common import ParamsOpt, echo, report_user_errors, shipped, workers_opt
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,17 @@ class SynthConfig:
     workers: int = 2
 
     def validate(self) -> None:
-        if not 2 <= self.num_classes <= len(CLASSES):
-            raise ConfigError(f"num_classes must be in 2..{len(CLASSES)}, got {self.num_classes}")
-        if not 1 <= self.test_groups < self.groups:
-            raise ConfigError("test_groups must be at least 1 and fewer than groups")
-        if self.frames < 2 or self.height < 16 or self.width < 16 or self.height % 2 or self.width % 2:
-            raise ConfigError("frames >= 2, height and width even and >= 16")
-        if not 0.0 <= self.class_scene_p <= 1.0:
-            raise ConfigError(f"class_scene_p must be in [0, 1], got {self.class_scene_p}")
+        check(2 <= self.num_classes <= len(CLASSES), "num_classes",
+              f"must be in 2..{len(CLASSES)}, got {self.num_classes}")
+        check(1 <= self.test_groups < self.groups, "test_groups",
+              f"must be at least 1 and fewer than groups ({self.groups}), got {self.test_groups}")
+        check(self.frames >= 2, "frames", f"must be >= 2, got {self.frames}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            check(value >= 16 and value % 2 == 0, name, f"must be even and >= 16, got {value}")
+        check(0.0 <= self.class_scene_p <= 1.0, "class_scene_p",
+              f"must be in [0, 1], got {self.class_scene_p:g}")
+        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
 
     def spec(self) -> SynthSpec:
         return SynthSpec(self.num_classes, self.groups, self.clips_per_group, self.test_groups,
@@ -51,15 +54,19 @@ class SynthConfig:
 
 @report_user_errors
 def main(
-    params: ParamsOpt = Path("params.yaml"),
-    out: Annotated[Optional[Path], typer.Option(help="Dataset folder to write [params: synth.out].")] = None,
-    num_classes: Annotated[Optional[int], typer.Option(help="Motion classes.")] = None,
-    groups: Annotated[Optional[int], typer.Option(help="Groups (appearance sources) per class.")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="Frames per video.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    class_scene_p: Annotated[Optional[float], typer.Option(
-        help="Scene bias: chance a group's background has its class's stripe layout (0: motion only).")] = None,
-    workers: WorkersOpt = None,
+    params: ParamsOpt = None,
+    out: Annotated[Optional[Path], typer.Option(show_default=False, help=f"Dataset folder to write. {shipped(SynthConfig, 'out', 'synth')}")] = None,
+    num_classes: Annotated[Optional[int], typer.Option(show_default=False, help=f"Motion classes. {shipped(SynthConfig, 'num_classes', 'synth')}")] = None,
+    groups: Annotated[Optional[int], typer.Option(show_default=False, help=f"Groups (appearance sources) per class. {shipped(SynthConfig, 'groups', 'synth')}")] = None,
+    clips_per_group: Annotated[Optional[int], typer.Option(show_default=False, help=f"Clips per group. {shipped(SynthConfig, 'clips_per_group', 'synth')}")] = None,
+    test_groups: Annotated[Optional[int], typer.Option(show_default=False, help=f"Groups 1..N of each class form the test split. {shipped(SynthConfig, 'test_groups', 'synth')}")] = None,
+    frames: Annotated[Optional[int], typer.Option(show_default=False, help=f"Frames per video. {shipped(SynthConfig, 'frames', 'synth')}")] = None,
+    height: Annotated[Optional[int], typer.Option(show_default=False, help=f"Frame height (even). {shipped(SynthConfig, 'height', 'synth')}")] = None,
+    width: Annotated[Optional[int], typer.Option(show_default=False, help=f"Frame width (even). {shipped(SynthConfig, 'width', 'synth')}")] = None,
+    seed: Annotated[Optional[int], typer.Option(show_default=False, help=f"Random seed. {shipped(SynthConfig, 'seed', 'synth')}")] = None,
+    class_scene_p: Annotated[Optional[float], typer.Option(show_default=False,
+        help=f"Scene bias: chance a group's background has its class's stripe layout (0: motion only). {shipped(SynthConfig, 'class_scene_p', 'synth')}")] = None,
+    workers: Annotated[Optional[int], workers_opt(SynthConfig, "synth")] = None,
 ) -> None:
     """Write the built-in synthetic dataset: motion-defined classes (with a scene bias) as AVI videos.
 
@@ -67,8 +74,9 @@ def main(
     Example: vsslpipe synth --out data/synth --num-classes 10
     """
     cfg = load_section(SynthConfig, "synth", params, dict(
-        out=out, num_classes=num_classes, groups=groups, frames=frames, seed=seed,
-        class_scene_p=class_scene_p, workers=workers))
+        out=out, num_classes=num_classes, groups=groups, clips_per_group=clips_per_group,
+        test_groups=test_groups, frames=frames, height=height,
+        width=width, seed=seed, class_scene_p=class_scene_p, workers=workers))
     spec = cfg.spec()
     tmp = temp_name(cfg.out)
     tasks = [(spec, tmp / "videos", ci, cls, g, c) for ci, cls, g, c in video_plan(spec)]
