@@ -5,7 +5,7 @@ import importlib
 
 import typer
 
-app = typer.Typer(
+app = typer.Typer(rich_markup_mode=None, 
     name="vsslpipe",
     help="Self-supervised video representation learning, from raw videos to paper tables.\n\n"
          "Each command is one stage of the DVC pipeline (dvc.yaml); `dvc repro` runs them all.",

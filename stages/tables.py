@@ -12,7 +12,7 @@ from vsslpipe.tables.definitions import SCALES, get_table, load_tables, row_over
 
 from .common import ParamsOpt, echo, report_user_errors
 
-app = typer.Typer(help="Reproduce the papers' tables: list, validate, plan, run (rows as DVC "
+app = typer.Typer(rich_markup_mode=None, help="Reproduce the papers' tables: list, validate, plan, run (rows as DVC "
                        "experiments), show.", no_args_is_help=True)
 
 ScaleOpt = Annotated[str, typer.Option("--scale", help=f"One of {', '.join(SCALES)}.")]

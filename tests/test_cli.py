@@ -53,3 +53,20 @@ def test_pretrain_without_experiment_lists_them(tmp_path):
     result = CliRunner().invoke(app, ["pretrain", "--params", str(params)])
     assert result.exit_code == 1
     assert "choose an experiment with -e" in result.output and "a, b_paper" in result.output
+
+
+@pytest.mark.parametrize("command, shown", [
+    (["extract"], "[default: 2; params: extract.workers]"),
+    (["extract"], "[default: 0.05; params: data.max_failed_fraction]"),
+    (["pretrain"], "[default: data/frames; params: data.frames]"),
+    (["export"], "[default: coclr; params: export.protocol]"),
+])
+def test_help_shows_the_shipped_defaults_and_their_keys(command, shown):
+    """Options show the package's shipped default and the params key they override (plain text:
+    Rich markup would swallow the brackets)."""
+    from typer.testing import CliRunner
+
+    from vsslpipe.stages.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and shown in " ".join(result.output.split()), result.output
