@@ -88,9 +88,13 @@ def main(
     table = pd.DataFrame({
         "query_id": ref.test.ids, "query_label": ref.test.labels,
         "query_class": [names[l] for l in ref.test.labels],
+        "query_group": ref.test.groups,
         "first_hit_rank": first_hit_rank(ref.test.labels, neighbour_labels),
         "neighbour_ids": [";".join(ref.train.ids[j] for j in row) for row in idx],
         "neighbour_labels": [";".join(str(l) for l in row) for row in neighbour_labels],
+        # a neighbour from the query's own source group (UCF101 gXX: clips cut from one long
+        # video) is not a real retrieval; the gallery marks it
+        "neighbour_groups": [";".join(ref.train.groups[j] for j in row) for row in idx],
         "similarities": [";".join(f"{s:.5f}" for s in row) for row in sims]})
     with atomic_path(topk_path(out)) as tmp:
         table.to_csv(tmp, index=False)

@@ -48,6 +48,8 @@ class SummaryConfig:
     plots: Path = Path("results/plots")
     gallery_queries: int = 4
     gallery_frames: int = 4
+    # where pretrain wrote its dvclive curves (pretrain.defaults.live_dir): drawn as images
+    live_dir: Path = Path("dvclive")
 
     def validate(self) -> None:
         check(self.gallery_queries >= 1, "gallery_queries", f"must be >= 1, got {self.gallery_queries}")
@@ -75,7 +77,7 @@ def main(
 
     from vsslpipe.data.usable import open_store
     from vsslpipe.eval.features import read_features
-    from vsslpipe.eval.plots import recall_chart, retrieval_gallery
+    from vsslpipe.eval.plots import recall_chart, retrieval_gallery, training_curves
     from vsslpipe.eval.summary import build_summary, encoder_files, summary_metrics
 
     loaded = load_params(params)
@@ -99,13 +101,21 @@ def main(
         recall_chart(rows, cfg.plots / f"recall_at_k_{dataset}.png",
                      f"Retrieval on {dataset} ({rows['protocol'].iloc[0]} protocol)")
     store = open_store("rgb", data.frames, origin_of(data, "frames"))
+    runs = set()
     for name in names:
         files = encoder_files(cfg.eval_dir, name)
+        features = read_features(files["features"])
+        if features.attrs.get("init") == "pretrained":
+            runs.add(Path(str(features.attrs.get("checkpoint", ""))).parent.name)
         if files["topk"].is_file():
             retrieval_gallery(pd.read_csv(files["topk"]), store.read,
                               cfg.plots / f"gallery_{name}.png",
-                              read_features(files["features"]).class_names,
+                              features.class_names,
                               cfg.gallery_queries, 3, cfg.gallery_frames, f"{name}: test query, top-3 training neighbours")
+    # Curves change only with the model, hence with its features (a dependency): no extra dep.
+    for run in sorted(r for r in runs if r):
+        training_curves(cfg.live_dir / run / "plots" / "metrics", cfg.plots / f"curves_{run}.png",
+                        f"pre-training curves of {run} ({cfg.live_dir / run})")
     echo(table[["experiment", "init", "modality", "R@1", "R@5", "linear_top1",
                 "R@1_gain_over_random"]].to_string(index=False))
     for row in table[table["init"] == "pretrained"].to_dict("records"):

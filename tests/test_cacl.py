@@ -19,7 +19,7 @@ from vsslpipe.methods.cacl import ShuffledClipSampler, permute_frames
 
 TINY_TRANSFORMER = {"frame_cnn": "tiny2d", "token_dim": 16, "layers": 1, "heads": 2, "dropout": 0.0}
 
-# Written out by hand from METHODS.md (not derived from the code's table).
+# Written out by hand from the CACL paper's equations (docs/methods.md) (not derived from the code's table).
 EXPECTED_TERMS = {
     "cnn_only": {"C1_C2", "C2_C1"},
     "cross": {"C1_C2", "C2_C1", "C1_T1", "T1_C1", "C2_T2", "T2_C2"},
