@@ -172,18 +172,20 @@ def show(
     from vsslpipe.tables.chart import write_chart
     from vsslpipe.tables.render import table_frame, to_markdown, write_table
     from vsslpipe.tables.runner import (beyond_database, existing_experiments, find_current,
-                                        row_metrics, tracked_files)
+                                        row_metrics, row_stages, tracked_files)
     from vsslpipe.tables.seeds import aggregate_rows
 
     table, count, jobs = _jobs(name, scale, seeds, None, params, repo, tables, validate=False)
-    expected = _expected(_raw_params(repo))
+    raw = _raw_params(repo)
+    expected = _expected(raw)
     found = existing_experiments(repo)
     tracked = tracked_files(repo) if found else set()
+    stages_of = row_stages(repo, raw) if found else (lambda job: None)
     per_seed: dict = {}
     names: dict = {}
     beyond: dict = {}
     for job in jobs:
-        current, reason = find_current(job, found, expected(job), repo, tracked)
+        current, reason = find_current(job, found, expected(job), repo, tracked, stages_of(job))
         if current is None:
             if reason:
                 echo(f"tables: {job.name} left out: stale ({reason}); `vsslpipe tables run {name}` "

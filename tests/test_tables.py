@@ -282,3 +282,36 @@ def test_stale_rows_are_recognised(tmp_path):
     assert stale_reason(older_data, params, tmp_path, {"code.py"}) == "parameter synth.groups differs"
     (tmp_path / "code.py").write_text("x = 2\n")
     assert stale_reason(current, params, tmp_path, {"code.py"}) == "code.py changed"
+
+
+def test_only_the_rows_own_stages_count_for_staleness(tmp_path):
+    """`dvc exp show` flattens the deps of every stage in an experiment's dvc.lock, stages the
+    row never ran included; only the deps of the row's own stages (its lock entries) count."""
+    import hashlib
+    import subprocess
+
+    import yaml
+
+    from vsslpipe.tables.runner import stale_reason
+
+    def md5(text):
+        return hashlib.md5(text.encode()).hexdigest()
+
+    (tmp_path / "train.py").write_text("a = 1\n")
+    (tmp_path / "summary.py").write_text("b = 2\n")
+    lock = {"schema": "2.0", "stages": {
+        "pretrain": {"cmd": "x", "deps": [{"path": "train.py", "hash": "md5", "md5": md5("a = 1\n")}]},
+        "summary": {"cmd": "y", "deps": [{"path": "summary.py", "hash": "md5", "md5": md5("old\n")}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    git = dict(cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], **git)
+    subprocess.run(["git", "add", "."], **git)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], **git)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
+    experiment = {"rev": rev, "params": {}, "deps": {"train.py": {"hash": md5("a = 1\n")},
+                                                    "summary.py": {"hash": md5("old\n")}}}
+    tracked = {"train.py", "summary.py"}
+    assert stale_reason(experiment, {}, tmp_path, tracked) == "summary.py changed"   # flattened
+    assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain"]) is None
+    (tmp_path / "train.py").write_text("a = 3\n")
+    assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain"]) == "train.py changed"

@@ -218,3 +218,23 @@ def test_cli_ends_with_one_line_per_failed_row(tmp_path, monkeypatch):
     assert result.output.strip().splitlines()[-1] == (
         "failed: cvrl-sampling-uniform-demo-s1: error: out of memory")
     assert (tmp_path / "results/tables/cvrl_sampling.png").is_file()
+
+
+def test_a_row_that_met_a_busy_dvc_lock_starts_again(tmp_path, monkeypatch):
+    """A row whose `dvc exp run` failed only on DVC's project lock (another row setting up its
+    temporary copy) is started again; any other failure is reported at once."""
+    import sys
+
+    from vsslpipe.tables import parallel
+
+    monkeypatch.setattr(parallel, "LOCK_WAIT_S", 0.01)
+    counter = tmp_path / "n"
+    script = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); n = int(p.read_text() or 0) "
+              "if p.exists() else 0; p.write_text(str(n + 1)); "
+              "print('ERROR: Unable to acquire lock. Most likely another DVC process') if n < 2 "
+              "else None; sys.exit(1 if n < 2 else 0)")
+    flaky = parallel.Task("flaky", [sys.executable, "-c", script, str(counter)])
+    broken = parallel.Task("broken", [sys.executable, "-c", "print('ERROR: out of memory'); exit(3)"])
+    outcomes = parallel.run_tasks([flaky, broken], tmp_path, jobs=2, log=lambda line: None)
+    assert [o.returncode for o in outcomes] == [0, 3] and counter.read_text() == "3"
+    assert outcomes[1].error == "ERROR: out of memory"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import re
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,10 @@ def task_env(root: Path, gpu: Optional[str], extra: Optional[dict] = None) -> di
     return env
 
 
+LOCK_BUSY = "Unable to acquire lock"
+LOCK_RETRIES, LOCK_WAIT_S = 30, 2.0
+
+
 def run_tasks(tasks: Sequence[Task], root: Path, gpus: Optional[Sequence[str]] = None,
               jobs: int = 1, log: Callable[[str], None] = print) -> list[Outcome]:
     """Run ``tasks`` in ``root``: one per GPU of ``gpus`` at a time, else ``jobs`` at a time.
@@ -94,10 +100,18 @@ def run_tasks(tasks: Sequence[Task], root: Path, gpus: Optional[Sequence[str]] =
         try:
             with lock:
                 log(f"{task.name}: running" + (f" on GPU {gpu}" if gpu is not None else ""))
-            with open(path, "w") as out:
-                proc = subprocess.run(task.cmd, cwd=root, env=task_env(root, gpu, task.env),
-                                      stdout=out, stderr=subprocess.STDOUT, text=True)
-            error = "" if proc.returncode == 0 else last_error_line(path.read_text(errors="replace"))
+            # `dvc exp run --temp` holds the project's lock while it sets up its temporary copy;
+            # a row starting at that moment fails at once with "Unable to acquire lock" without
+            # having run anything: wait and start it again.
+            for attempt in range(LOCK_RETRIES + 1):
+                with open(path, "w") as out:
+                    proc = subprocess.run(task.cmd, cwd=root, env=task_env(root, gpu, task.env),
+                                          stdout=out, stderr=subprocess.STDOUT, text=True)
+                text = path.read_text(errors="replace")
+                if proc.returncode == 0 or LOCK_BUSY not in text or attempt == LOCK_RETRIES:
+                    break
+                time.sleep(LOCK_WAIT_S * (1 + random.random()))
+            error = "" if proc.returncode == 0 else last_error_line(text)
             with lock:
                 log(f"{task.name}: {'done' if not error else 'FAILED: ' + error}")
             return Outcome(task.name, proc.returncode, error, path, gpu)

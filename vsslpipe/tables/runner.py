@@ -63,6 +63,14 @@ def row_targets(job: Job, params: Mapping) -> list[str]:
     return [f"retrieve_{modality}@{job.row.encoder}", f"linear_{modality}@{job.row.encoder}"]
 
 
+def row_stages(repo: Path, params: Mapping) -> Callable[[Job], list[str]]:
+    """job -> the stages its experiment runs: its targets and everything upstream of them."""
+    from .stagegraph import needed, project_stages
+
+    graph = project_stages(repo)
+    return lambda job: needed(graph, row_targets(job, params))
+
+
 def row_command(job: Job, params: Mapping, queue: bool = False, force: bool = False) -> list[str]:
     mode = ["--queue"] if queue else ["--temp"]
     return (["dvc", "exp", "run", *(["--force"] if force else []), *mode,
@@ -124,21 +132,44 @@ def tracked_files(repo: Path) -> set[str]:
     return set(_run(["git", "ls-files"], repo).stdout.splitlines())
 
 
+def row_deps(repo: Path, rev: str, stages: Sequence[str]) -> Optional[dict[str, dict]]:
+    """{path: {"hash": md5}} of the dependencies of ``stages`` as the experiment ``rev`` ran them
+    (its own dvc.lock). `dvc exp show` flattens the deps of every stage of the lock, including
+    stages the row never ran (their entries are the workspace's, possibly older), which would
+    make a row look stale after any change to an unrelated stage. None: the lock is unreadable."""
+    import yaml
+
+    proc = _run(["git", "show", f"{rev}:dvc.lock"], repo, check=False)
+    if proc.returncode != 0:
+        return None
+    locked = (yaml.safe_load(proc.stdout) or {}).get("stages") or {}
+    deps: dict[str, dict] = {}
+    for stage in stages:
+        for dep in (locked.get(stage) or {}).get("deps") or []:
+            if dep.get("md5"):
+                deps[dep["path"]] = {"hash": dep["md5"]}
+    return deps
+
+
 def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
-                 tracked: set[str]) -> Optional[str]:
+                 tracked: set[str], stages: Optional[Sequence[str]] = None) -> Optional[str]:
     """Why a finished row's experiment no longer stands for the workspace (None: it does).
 
     Stale when the parameters it ran with differ from ``expected_params`` (params.yaml with the
     row's overrides; a ``tables`` section of older runs aside), or when a git-tracked file it
     depended on (code, data/flow_versions.json) has changed since. Data outputs are functions
-    of these.
+    of these. ``stages``: the stages the row runs (its targets and everything upstream); only
+    their dependencies count.
     """
     ran = {k: v for k, v in (experiment.get("params") or {}).items() if k != "tables"}
     want = {k: v for k, v in expected_params.items() if k != "tables"}
     key = _first_difference(ran, want)
     if key is not None:
         return f"parameter {key} differs"
-    for path, info in sorted((experiment.get("deps") or {}).items()):
+    deps = row_deps(repo, experiment["rev"], stages) if stages and experiment.get("rev") else None
+    if deps is None:
+        deps = experiment.get("deps") or {}
+    for path, info in sorted(deps.items()):
         recorded = (info or {}).get("hash")
         if path in tracked and recorded and (repo / path).is_file():
             if hashlib.md5((repo / path).read_bytes()).hexdigest() != recorded:
@@ -147,13 +178,14 @@ def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
 
 
 def find_current(job: Job, existing: Mapping[str, dict], expected: Mapping, repo: Path,
-                 tracked: set[str]) -> tuple[Optional[str], Optional[str]]:
+                 tracked: set[str], stages: Optional[Sequence[str]] = None
+                 ) -> tuple[Optional[str], Optional[str]]:
     """(the job's current experiment name or None, why its own-named run is stale or None).
     Seed 0 also accepts the name rows had before seeds (``<table>-<row>-<scale>``)."""
     reason = None
     for name in filter(None, (job.name, job.legacy_name)):
         if name in existing:
-            why = stale_reason(existing[name], expected, repo, tracked)
+            why = stale_reason(existing[name], expected, repo, tracked, stages)
             if why is None:
                 return name, None
             reason = reason or why
@@ -200,9 +232,10 @@ def run_jobs(repo: Path, jobs: Sequence[Job], params: Mapping, expected_for: Cal
     tracked = tracked_files(repo) if existing else set()
     head = _run(["git", "rev-parse", "HEAD"], repo).stdout.strip() if existing else ""
     todo: list[tuple[Job, bool]] = []
+    stages_of = row_stages(repo, params) if existing and not force else (lambda job: None)
     for job in jobs:
         current, reason = (None, None) if force else find_current(job, existing, expected_for(job),
-                                                                  repo, tracked)
+                                                                  repo, tracked, stages_of(job))
         if current is not None:
             log(f"{current}: done before, reused")
             report.reused.append(current)
