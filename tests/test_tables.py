@@ -301,7 +301,10 @@ def test_only_the_rows_own_stages_count_for_staleness(tmp_path):
     (tmp_path / "summary.py").write_text("b = 2\n")
     lock = {"schema": "2.0", "stages": {
         "pretrain": {"cmd": "x", "deps": [{"path": "train.py", "hash": "md5", "md5": md5("a = 1\n")}]},
-        "summary": {"cmd": "y", "deps": [{"path": "summary.py", "hash": "md5", "md5": md5("old\n")}]}}}
+        "summary": {"cmd": "y", "deps": [{"path": "summary.py", "hash": "md5", "md5": md5("old\n")}]},
+        "versions": {"cmd": "z", "outs": [{"path": "versions.json", "hash": "md5", "md5": md5("v2\n")}]}}}
+    lock["stages"]["pretrain"]["deps"].append({"path": "versions.json", "hash": "md5", "md5": md5("v2\n")})
+    (tmp_path / "versions.json").write_text("v1\n")   # the workspace's own run of that stage
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     git = dict(cwd=tmp_path, check=True, capture_output=True)
     subprocess.run(["git", "init", "-q"], **git)
@@ -310,8 +313,9 @@ def test_only_the_rows_own_stages_count_for_staleness(tmp_path):
     rev = subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
     experiment = {"rev": rev, "params": {}, "deps": {"train.py": {"hash": md5("a = 1\n")},
                                                     "summary.py": {"hash": md5("old\n")}}}
-    tracked = {"train.py", "summary.py"}
+    tracked = {"train.py", "summary.py", "versions.json"}
     assert stale_reason(experiment, {}, tmp_path, tracked) == "summary.py changed"   # flattened
-    assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain"]) is None
+    # an output of the experiment's own stages (versions.json) is no source file: it does not count
+    assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain", "versions"]) is None
     (tmp_path / "train.py").write_text("a = 3\n")
     assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain"]) == "train.py changed"

@@ -238,3 +238,23 @@ def test_a_row_that_met_a_busy_dvc_lock_starts_again(tmp_path, monkeypatch):
     outcomes = parallel.run_tasks([flaky, broken], tmp_path, jobs=2, log=lambda line: None)
     assert [o.returncode for o in outcomes] == [0, 3] and counter.read_text() == "3"
     assert outcomes[1].error == "ERROR: out of memory"
+
+
+def test_unfinished_experiments_are_not_results(monkeypatch):
+    """`dvc exp show` lists a running or killed experiment with the workspace's data: it is no
+    row's result (a killed row once showed the workspace's demo metrics under its name)."""
+    import subprocess
+
+    from vsslpipe.tables import runner
+
+    shown = [{"rev": "base", "experiments": [
+        {"revs": [{"rev": "a" * 40, "name": "t-done-demo-s0", "error": None,
+                   "data": {"rev": "a" * 40, "metrics": {"m.json": {"data": {"R@1": 5}}}}}]},
+        {"revs": [{"rev": "b" * 40, "name": "t-killed-demo-s0", "error": None,
+                   "data": {"rev": "workspace", "metrics": {"m.json": {"data": {"R@1": 9}}}}}]}]}]
+    monkeypatch.setattr(runner, "_run", lambda cmd, cwd, check=True: subprocess.CompletedProcess(
+        cmd, 0, json.dumps(shown), ""))
+    found = runner.existing_experiments(Path("."))
+    assert found["t-done-demo-s0"]["rev"] == "a" * 40 and found["t-done-demo-s0"]["metrics"]
+    assert found["t-killed-demo-s0"]["unfinished"] and not found["t-killed-demo-s0"]["metrics"]
+    assert runner.stale_reason(found["t-killed-demo-s0"], {}, Path("."), set()) == "it did not finish"

@@ -96,11 +96,18 @@ def existing_experiments(repo: Path) -> dict[str, dict]:
             for rev in exp.get("revs") or []:
                 name = rev.get("name")
                 data = rev.get("data") or {}
-                if name and not rev.get("error"):
+                # a run still going, or killed before it finished, shows the workspace's data
+                finished = data.get("rev") not in (None, "", "workspace")
+                if name and not rev.get("error") and not finished:
+                    # kept (so a new run of the row replaces it) but never a result
+                    found.setdefault(name, {"unfinished": True, "metrics": {}, "params": {},
+                                            "rev": rev.get("rev", ""), "deps": {},
+                                            "baseline": commit.get("rev", "")})
+                elif name and not rev.get("error"):
                     metrics = {path: (m or {}).get("data", {})
                                for path, m in (data.get("metrics") or {}).items()}
                     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-                    found.setdefault(name, {"metrics": metrics, "rev": data.get("rev", ""),
+                    found.setdefault(name, {"metrics": metrics, "rev": rev.get("rev") or data["rev"],
                                             "baseline": commit.get("rev", ""),
                                             "params": params, "deps": data.get("deps") or {}})
     return found
@@ -132,21 +139,56 @@ def tracked_files(repo: Path) -> set[str]:
     return set(_run(["git", "ls-files"], repo).stdout.splitlines())
 
 
-def row_deps(repo: Path, rev: str, stages: Sequence[str]) -> Optional[dict[str, dict]]:
-    """{path: {"hash": md5}} of the dependencies of ``stages`` as the experiment ``rev`` ran them
-    (its own dvc.lock). `dvc exp show` flattens the deps of every stage of the lock, including
-    stages the row never ran (their entries are the workspace's, possibly older), which would
-    make a row look stale after any change to an unrelated stage. None: the lock is unreadable."""
+def row_lock(repo: Path, rev: str) -> Optional[dict]:
+    """The stages of the experiment ``rev``'s own dvc.lock (None: unreadable)."""
     import yaml
 
     proc = _run(["git", "show", f"{rev}:dvc.lock"], repo, check=False)
     if proc.returncode != 0:
         return None
-    locked = (yaml.safe_load(proc.stdout) or {}).get("stages") or {}
+    return (yaml.safe_load(proc.stdout) or {}).get("stages") or {}
+
+
+def _lookup(tree: Mapping, dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def unrun_stage(locked: Mapping, stages: Sequence[str], expected_params: Mapping) -> Optional[str]:
+    """A stage of the row whose lock entry records other parameters than the row's: it never ran
+    in the experiment (a killed run keeps the workspace's entry), so its outputs are not the
+    row's. None: every stage ran with the row's parameters."""
+    for stage in stages:
+        for values in ((locked.get(stage) or {}).get("params") or {}).values():
+            for key, value in (values or {}).items():
+                want = _lookup(expected_params, key)
+                if want is not _MISSING and _first_difference(value, want) is not None:
+                    return stage
+    return None
+
+
+def row_deps(repo: Path, rev: str, stages: Sequence[str]) -> Optional[dict[str, dict]]:
+    """{path: {"hash": md5}} of the dependencies of ``stages`` as the experiment ``rev`` ran them
+    (its own dvc.lock). `dvc exp show` flattens the deps of every stage of the lock, including
+    stages the row never ran (their entries are the workspace's, possibly older), which would
+    make a row look stale after any change to an unrelated stage. None: the lock is unreadable."""
+    locked = row_lock(repo, rev)
+    if locked is None:
+        return None
+    # what a stage of the experiment wrote (e.g. data/flow_versions.json) is a result of its
+    # settings, not a source file that may have changed since
+    made = {out["path"] for entry in locked.values() for out in entry.get("outs") or []}
     deps: dict[str, dict] = {}
     for stage in stages:
         for dep in (locked.get(stage) or {}).get("deps") or []:
-            if dep.get("md5"):
+            if dep.get("md5") and dep["path"] not in made:
                 deps[dep["path"]] = {"hash": dep["md5"]}
     return deps
 
@@ -161,11 +203,18 @@ def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
     of these. ``stages``: the stages the row runs (its targets and everything upstream); only
     their dependencies count.
     """
+    if experiment.get("unfinished"):
+        return "it did not finish"
     ran = {k: v for k, v in (experiment.get("params") or {}).items() if k != "tables"}
     want = {k: v for k, v in expected_params.items() if k != "tables"}
     key = _first_difference(ran, want)
     if key is not None:
         return f"parameter {key} differs"
+    if stages and experiment.get("rev"):
+        locked = row_lock(repo, experiment["rev"])
+        unrun = unrun_stage(locked, stages, expected_params) if locked is not None else None
+        if unrun is not None:
+            return f"its stage {unrun} did not run with the row's parameters (an interrupted run)"
     deps = row_deps(repo, experiment["rev"], stages) if stages and experiment.get("rev") else None
     if deps is None:
         deps = experiment.get("deps") or {}
