@@ -77,5 +77,5 @@ def main(
         echo(f"pretrain {experiment}: {cfg.method}/{cfg.modality}/{cfg.backbone} "
              f"{summary['epochs']} epochs on {len(selection.rows)} videos, loss "
              f"{summary['first_loss']:.3f} -> {summary['final_loss']:.3f}, "
-             f"{summary['clips_per_s']:.0f} clips/s -> {target / 'final.pt'}{skipped}")
+             f"{summary['clips_per_s']:.3g} clips/s -> {target / 'final.pt'}{skipped}")
     dist.cleanup()

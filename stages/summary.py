@@ -111,7 +111,9 @@ def main(
             retrieval_gallery(pd.read_csv(files["topk"]), store.read,
                               cfg.plots / f"gallery_{name}.png",
                               features.class_names,
-                              cfg.gallery_queries, 3, cfg.gallery_frames, f"{name}: test query, top-3 training neighbours")
+                              cfg.gallery_queries, 3, cfg.gallery_frames,
+                              f"{name}: test query, top-3 training neighbours (dashed frame: "
+                              "the query's own source group)")
     # Curves change only with the model, hence with its features (a dependency): no extra dep.
     for run in sorted(r for r in runs if r):
         training_curves(cfg.live_dir / run / "plots" / "metrics", cfg.plots / f"curves_{run}.png",

@@ -7,7 +7,7 @@ Output: the normalised network input ``(B, C, T, S, S)`` (:mod:`vsslpipe.data.mo
 
 One random draw per clip (jitter factors and order, grayscale, blur sigma, solarisation) is
 applied to every frame; ``consistent=False`` draws per frame instead (the ablation of CVRL's
-Table). Presets (METHODS.md):
+Table). Presets (docs/methods.md, "Augmentation"):
 
 =========  ==========  ==========  ================  =====  ===========  ==============
 preset     crop area   aspect      jitter b/c/s/h     gray   blur p (v0,v1) solarise (v0,v1)

@@ -1,6 +1,6 @@
 """Fine-tuning: the whole backbone plus a dropout + linear head, trained with cross-entropy on
 labelled training clips (one random window and random crop/flip per video per epoch), evaluated
-by averaging the softmax of every evaluation window of each test video (METHODS.md).
+by averaging the softmax of every evaluation window of each test video (docs/evaluation.md, "Fine-tuning").
 
 Workers read only the window they need and crop it in uint8; the device normalises. The test set
 is scored through the export's loader (workers, clips batched across videos). Loss and accuracy

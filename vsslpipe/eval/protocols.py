@@ -1,7 +1,7 @@
 """Evaluation protocol presets (``coclr``, ``vcop``, ``tclr``): which clips of a video are encoded,
 how frames are cropped, how clip features are combined and post-processed before retrieval.
 
-The papers do not share one protocol (METHODS.md, "Data and evaluation protocol"), so each is a
+The papers do not share one protocol (docs/evaluation.md, "What a video's feature is: the protocols"), so each is a
 named preset in :data:`PROTOCOLS`:
 
 - ``coclr`` (CoCLR, CVTCL): each clip feature L2-normalised; test video = mean over sliding windows

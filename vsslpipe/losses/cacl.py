@@ -7,7 +7,7 @@ clip) pair) and ``T1, T2`` (video transformer on the same two augmentations). Ea
 negatives always come from the same key encoder (otherwise "which network made this vector" would
 separate them).
 
-``PAIRS`` (the ``pairs`` ablation of METHODS.md): ``cnn_only`` = (1) for the CNN only, i.e. MoCo
+``PAIRS`` (the ``pairs`` ablation, docs/methods.md): ``cnn_only`` = (1) for the CNN only, i.e. MoCo
 (+ SDP); ``cross`` adds the cross-network, same-augmentation pairs (2); ``all`` = (1) for both
 networks + (2) + the cross-network, cross-augmentation pairs (3).
 """

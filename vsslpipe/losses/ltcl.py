@@ -11,7 +11,7 @@ embeddings of ``s_2..s_S``; ``negatives`` the MoCo queue. All embeddings are L2-
   negatives (temporal distinctiveness).
 - ``L_LTCL = L_local + L_LT`` (eq. (8)); each term switchable for the Table 1 ablation.
 
-``form="code"`` reproduces the authors' released code (METHODS.md, "Where the official code
+``form="code"`` reproduces the authors' released code (docs/methods.md, "CVTCL's released code"; "Where the official code
 differs"): the local loss is ``S`` single-positive InfoNCE rows (one per positive, each against
 the queue) averaged and divided by 3 (``code_divisor``), and ``L_LT`` is ``S - 1`` two-way rows
 ``[z1.z1_aug, z1.z_j]`` averaged (each other sub-clip is a negative in its own row).

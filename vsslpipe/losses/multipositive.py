@@ -1,6 +1,6 @@
 """Multi-positive InfoNCE (CoCLR's ``L_RF`` / ``L_FR``, CVTCL's local loss).
 
-With a positive set ``P`` and negatives ``N`` for one query (METHODS.md, "Multi-positive InfoNCE";
+With a positive set ``P`` and negatives ``N`` for one query (docs/methods.md, "Multi-positive InfoNCE";
 CVTCL paper eqs. (2)-(5), CoCLR eq. (3))::
 
     L = -log( sum_{p in P} exp(l_p) / (sum_{p in P} exp(l_p) + sum_{n in N} exp(l_n)) )

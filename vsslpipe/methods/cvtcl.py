@@ -21,7 +21,7 @@ only what its epoch's phase needs (the trained stream's views, the frozen stream
 
 The exported backbone is the ``modality`` stream; co-training writes the other stream's
 checkpoint to ``export_other_to`` when the last epoch ends. Switches that reproduce the official
-code (METHODS.md): ``mining_source: queue``, ``same_source_positive``, ``drop_self_prob: 0.9``,
+code (docs/methods.md): ``mining_source: queue``, ``same_source_positive``, ``drop_self_prob: 0.9``,
 ``wait_full_queue`` (CoCLR), ``ltcl_form: code`` and ``temperature: 0.1`` (CVTCL).
 """
 from __future__ import annotations

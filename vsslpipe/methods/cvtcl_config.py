@@ -1,6 +1,6 @@
 """``method_args.coclr`` / ``method_args.cvtcl``: the settings of the two-stream methods
 (:mod:`vsslpipe.methods.cvtcl`; the papers' values and the switches that reproduce the released
-code, METHODS.md)."""
+code, docs/methods.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,7 +10,7 @@ in device memory (:class:`BankIndex`). CoCLR's released code mines over a second
 stream's keys (:func:`mine_topk_in_queue`; the queue changes every step, so a plain top-k on the
 device is the right tool there).
 
-Switches that reproduce CoCLR's code (METHODS.md, "Where the official code differs"):
+Switches that reproduce CoCLR's code (docs/methods.md, "CoCLR's released code"):
 same-source videos (UCF101: same class and ``gXX`` group) are excluded from mining and counted
 as positives (:func:`source_ids`), and the self-positive is dropped with probability 0.9 when
 other positives exist (:func:`drop_self_positive`).

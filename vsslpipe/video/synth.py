@@ -10,7 +10,7 @@ disjoint from training groups.
 Scene bias, like UCF101's (diving happens at pools): with probability ``class_scene_p`` a
 group's background stripes follow its class's typical layout (orientation and period), in the
 group's own random colours. Without it (``class_scene_p: 0``) only motion separates the classes,
-and on the demo budget RGB encoders learn nothing but the group's colours (README, Evaluation).
+and on the demo budget RGB encoders learn nothing but the group's colours (docs/evaluation.md).
 Videos are real encoded files (MPEG-4 Part 2 in AVI, like UCF101's XviD), so the default
 pipeline runs the same decode path a real dataset does.
 """
