@@ -7,6 +7,16 @@ from typing import Any, Mapping
 from ..errors import ConfigError
 
 
+def get_dotted(params: Mapping, key: str, default: Any = None) -> Any:
+    """The value at dotted ``key`` of a nested params tree (``default`` where a part is absent)."""
+    node: Any = params
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def set_dotted(params: dict, key: str, value: Any, must_exist: bool, where: str) -> None:
     node = params
     parts = key.split(".")

@@ -21,6 +21,8 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from .overrides import get_dotted
+
 UCF101 = {"videos": 13320, "train": 9537, "test": 3783, "frames": 2_500_000}
 FRAME_BYTES_128, FLOW_BYTES_128 = 6800.0, 4000.0
 TVL1_GPU_S, TVL1_CPU_S, TVL1_PIXELS = 1e-3, 0.343, 170 * 128
@@ -45,22 +47,13 @@ class Estimate:
     details: list = field(default_factory=list)
 
 
-def _get(params: Mapping, key: str, default: Any = None) -> Any:
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def dataset_size(root: Path, params: Mapping, lock: Mapping) -> Dataset:
     """The row's dataset size (see the module docstring for the sources)."""
     import pandas as pd
 
     extract = params.get("extract") or {}
     done = ((lock.get("stages") or {}).get("extract") or {}).get("params", {}).get("params.yaml", {})
-    manifest = root / str(_get(params, "data.manifest", "data/manifest.csv"))
+    manifest = root / str(get_dotted(params, "data.manifest", "data/manifest.csv"))
     if done.get("extract") == extract and manifest.is_file():
         frame = pd.read_csv(manifest)
         if "status" in frame.columns:
@@ -79,14 +72,14 @@ def dataset_size(root: Path, params: Mapping, lock: Mapping) -> Dataset:
         videos = int(synth.get("num_classes", 0)) * per_class
         return Dataset(videos, videos - test, test, videos * int(synth.get("frames", 0)),
                        "the built-in generator's settings (synth)")
-    where = f"{extract.get('videos', '')} {_get(params, 'data.name', '')}".lower()
+    where = f"{extract.get('videos', '')} {get_dotted(params, 'data.name', '')}".lower()
     if extract.get("dataset") == "ucf101" and ("ucf" in where):
         return Dataset(**UCF101, source="UCF101's published figures")
     return Dataset()
 
 
 def _pixels(params: Mapping) -> float:
-    short = int(_get(params, "extract.short_side", 0) or 0) or 240    # 0: UCF101's decoded 240
+    short = int(get_dotted(params, "extract.short_side", 0) or 0) or 240    # 0: UCF101's decoded 240
     return short * short * 4 / 3
 
 
@@ -116,7 +109,7 @@ def _windows(params: Mapping, data: Dataset, span: int) -> Optional[float]:
 
     if data.train is None or data.test is None:
         return None
-    proto = PROTOCOLS.build(str(_get(params, "export.protocol", "coclr")))
+    proto = PROTOCOLS.build(str(get_dotted(params, "export.protocol", "coclr")))
     mean_frames = (data.frames / data.videos) if data.frames and data.videos else 186.0
 
     def per_video(kind: str) -> float:
@@ -148,7 +141,7 @@ def estimate(stage, params: Mapping, data: Dataset, producers: Mapping[str, Any]
         if pairs:
             est.disk = pairs * FLOW_BYTES_128 * ratio
             scale = _pixels(params) / TVL1_PIXELS
-            if _get(params, "flow.backend") == "torch" and str(_get(params, "flow.device", "")).startswith("cuda"):
+            if get_dotted(params, "flow.backend") == "torch" and str(get_dotted(params, "flow.device", "")).startswith("cuda"):
                 est.gpu_hours = pairs * TVL1_GPU_S * scale / 3600
                 est.note = "TV-L1 on the GPU, ~1 ms per 170x128 pair (estimate)"
             else:
@@ -172,13 +165,13 @@ def estimate(stage, params: Mapping, data: Dataset, producers: Mapping[str, Any]
                          if checkpoint == out or checkpoint.startswith(out.rstrip("/") + "/")), None)
         cfg = _pretrain_config(params, _cmd(producer)) if producer is not None else None
         if cfg is not None and data.videos:
-            modality = "flow" if any(d.def_path == _get(params, "data.flow") for d in stage.deps) else "rgb"
-            clip = int(_get(params, "export.clip_len") or cfg.clip_len)
-            size = int(_get(params, "export.size") or cfg.size)
+            modality = "flow" if any(d.def_path == get_dotted(params, "data.flow") for d in stage.deps) else "rgb"
+            clip = int(get_dotted(params, "export.clip_len") or cfg.clip_len)
+            size = int(get_dotted(params, "export.size") or cfg.size)
             forward = flops.backbone_forward(cfg.backbone, modality, clip, size, cfg.backbone_args)
             _, dim = flops.backbone_params(cfg.backbone, modality, cfg.backbone_args)
             est.kind, est.disk = "features", data.videos * dim * 4.0
-            windows = _windows(params, data, clip * int(_get(params, "export.stride") or cfg.stride))
+            windows = _windows(params, data, clip * int(get_dotted(params, "export.stride") or cfg.stride))
             if windows:
                 est.gpu_hours = flops.gpu_hours(windows * forward)
                 est.note = f"{windows:.0f} windows x {forward / 1e9:.1f} GFLOP"

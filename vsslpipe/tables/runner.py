@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..errors import VsslpipeError
 from .definitions import encoder_modalities
-from .overrides import flatten_overrides
+from .overrides import flatten_overrides, get_dotted
 from .parallel import Task, run_tasks
 from .seeds import Job
 
@@ -149,15 +149,6 @@ def row_lock(repo: Path, rev: str) -> Optional[dict]:
     return (yaml.safe_load(proc.stdout) or {}).get("stages") or {}
 
 
-def _lookup(tree: Mapping, dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
 _MISSING = object()
 
 
@@ -168,7 +159,7 @@ def unrun_stage(locked: Mapping, stages: Sequence[str], expected_params: Mapping
     for stage in stages:
         for values in ((locked.get(stage) or {}).get("params") or {}).values():
             for key, value in (values or {}).items():
-                want = _lookup(expected_params, key)
+                want = get_dotted(expected_params, key, _MISSING)
                 if want is not _MISSING and _first_difference(value, want) is not None:
                     return stage
     return None

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 from .definitions import (RowDef, TableDef, apply_overrides, encoder_entry, floor_overrides,
                           merge_layers)
+from .overrides import get_dotted
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,6 @@ def experiment_name(table: TableDef, row: RowDef, scale: str, seed: int = 0) -> 
     return f"{table.name}-{row.name}-{scale}-s{seed}".replace("_", "-")
 
 
-def _get(params: Mapping, key: str, default: Any = None) -> Any:
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def _uses_frame_cnn(params: Mapping, checkpoint: str) -> bool:
     """Whether the pretrain experiment that writes ``checkpoint`` is a CACL run (whose frozen
     frame CNN comes from ``pretrain_frames``)."""
@@ -70,14 +62,14 @@ def seed_overrides(params: Mapping, encoder: str, seed: int) -> dict:
     other overrides applied)."""
     entry = encoder_entry(params, encoder)
     if entry.get("init") == "random":
-        keys = {"export.seed": _get(params, "export.seed", 0)}
+        keys = {"export.seed": get_dotted(params, "export.seed", 0)}
     else:
-        keys = {"pretrain.defaults.seed": _get(params, "pretrain.defaults.seed", 0)}
-        for name, exp in (_get(params, "pretrain.experiments", {}) or {}).items():
+        keys = {"pretrain.defaults.seed": get_dotted(params, "pretrain.defaults.seed", 0)}
+        for name, exp in (get_dotted(params, "pretrain.experiments", {}) or {}).items():
             if isinstance(exp, Mapping) and "seed" in exp:
                 keys[f"pretrain.experiments.{name}.seed"] = exp["seed"]
         if "pretrain_frames" in params and _uses_frame_cnn(params, str(entry.get("checkpoint", ""))):
-            keys["pretrain_frames.seed"] = _get(params, "pretrain_frames.seed", 0)
+            keys["pretrain_frames.seed"] = get_dotted(params, "pretrain_frames.seed", 0)
     return {key: seed for key, current in keys.items() if current != seed}
 
 
