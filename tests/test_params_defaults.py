@@ -13,14 +13,14 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def _sections():
-    from stages.export import ExportConfig
-    from stages.extract import ExtractConfig
-    from stages.finetune import FinetuneConfig
-    from stages.flow import FlowConfig
-    from stages.linear import LinearConfig
-    from stages.retrieve import RetrieveConfig
-    from stages.summary import SummaryConfig
-    from stages.synth import SynthConfig
+    from vsslpipe.stages.export import ExportConfig
+    from vsslpipe.stages.extract import ExtractConfig
+    from vsslpipe.stages.finetune import FinetuneConfig
+    from vsslpipe.stages.flow import FlowConfig
+    from vsslpipe.stages.linear import LinearConfig
+    from vsslpipe.stages.retrieve import RetrieveConfig
+    from vsslpipe.stages.summary import SummaryConfig
+    from vsslpipe.stages.synth import SynthConfig
     from vsslpipe.data.dataset_config import DataConfig
     from vsslpipe.train.config import PretrainConfig
 
