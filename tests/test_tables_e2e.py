@@ -52,6 +52,9 @@ def test_two_row_table_runs_and_renders(tmp_path):
     md = (repo / "results/tables/mini.md").read_text()
     assert "| uniform gap | 1 |" in md and "/ 12.5 |" in md and "/ 34.5 |" in md
     assert "`mini-linear-demo-s0`" in md and "(not run)" not in md
+    # the paper ranks linear above uniform on R@1; one seed each: a sign, no verdict
+    assert "| R@1 | linear gap | uniform gap | +22.0 |" in md and "| one seed |" in md
+    assert (repo / "results/tables/mini.orderings.csv").is_file()
     csv = (repo / "results/tables/mini.csv").read_text().splitlines()
     assert csv[0].startswith("row,label,encoder,kind,n,seeds,R@1 mean,R@1 std,R@1 n,R@1 paper")
     assert len(csv) == 3

@@ -1,5 +1,6 @@
 """A table with our measured numbers (mean ± sample std over seeds, and n) beside the published
-ones, as Markdown and CSV; random-init floors below the rows."""
+ones, as Markdown and CSV; random-init floors below the rows; then which of the paper's
+orderings our seeds reproduce (orderings.py; not for a rehearsal, whose numbers mean nothing)."""
 from __future__ import annotations
 
 import re
@@ -9,6 +10,7 @@ from typing import Mapping, Optional
 import pandas as pd
 
 from ..atomic import write_text_atomic
+from . import orderings
 from .definitions import TableDef, published_value
 from .seeds import Stat
 
@@ -105,12 +107,23 @@ def to_markdown(table: TableDef, frame: pd.DataFrame, scale: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if incomplete:
         lines += ["", "Rows with a missing seed: " + "; ".join(incomplete) + "."]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if scale != "rehearsal":
+        text += orderings.to_markdown(table, orderings.table_orderings(table, frame))
+    return text
 
 
 def write_table(table: TableDef, frame: pd.DataFrame, scale: str, out_dir: Path) -> tuple[Path, Path]:
+    """NAME.md and NAME.csv; NAME.orderings.csv beside them (one line per tested ordering),
+    removed for a rehearsal so no older scale's verdicts sit beside its table."""
     out_dir = Path(out_dir)
     md, csv = out_dir / f"{table.name}.md", out_dir / f"{table.name}.csv"
     write_text_atomic(md, to_markdown(table, frame, scale))
     write_text_atomic(csv, frame.to_csv(index=False))
+    tested = out_dir / f"{table.name}.orderings.csv"
+    if scale == "rehearsal":
+        tested.unlink(missing_ok=True)
+    else:
+        write_text_atomic(tested, orderings.to_frame(
+            orderings.table_orderings(table, frame)).to_csv(index=False))
     return md, csv
