@@ -154,11 +154,11 @@ def estimate(stage, params: Mapping, data: Dataset, producers: Mapping[str, Any]
             count, _ = flops.backbone_params(cfg.backbone, cfg.modality, cfg.backbone_args)
             copies = {"cvrl": 2}.get(cfg.method, 5 if "cotrain" in json.dumps(cfg.method_args) else 3)
             est.kind, est.disk = f"pretrain ({cfg.method}, {cfg.backbone})", copies * count * 4.0
-            est.details = [f"{w}: {v / 1e9:.1f} GFLOP" for w, v in cost.parts]
+            est.details = [f"{w}: {_gflop(v)}" for w, v in cost.parts]
             if data.train:
                 est.gpu_hours = flops.gpu_hours(cfg.epochs * data.train * cost.per_sample)
                 est.note = (f"{cfg.epochs} epochs x {data.train} videos x "
-                            f"{cost.per_sample / 1e9:.0f} GFLOP per sample")
+                            f"{_gflop(cost.per_sample)} per sample")
     elif sub == "export":
         checkpoint = str(_arg(tokens, "--checkpoint"))
         producer = next((s for out, s in producers.items()
@@ -174,10 +174,15 @@ def estimate(stage, params: Mapping, data: Dataset, producers: Mapping[str, Any]
             windows = _windows(params, data, clip * int(get_dotted(params, "export.stride") or cfg.stride))
             if windows:
                 est.gpu_hours = flops.gpu_hours(windows * forward)
-                est.note = f"{windows:.0f} windows x {forward / 1e9:.1f} GFLOP"
+                est.note = f"{windows:.0f} windows x {_gflop(forward)}"
     elif sub in ("retrieve", "linear"):
         est.disk = 1e4      # a JSON file
     return est
+
+
+def _gflop(flop: float) -> str:
+    """Three significant digits, so a demo-sized model reads 0.0213 GFLOP rather than 0."""
+    return f"{flop / 1e9:.3g} GFLOP"
 
 
 def row_params(params_file: Path) -> dict:
