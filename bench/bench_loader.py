@@ -10,10 +10,11 @@ CVRL with R3D-18 at 16x112x112 stride 2 when params.yaml has none, and the demo'
   real sampler in this process (a worker's work) plus the collation into shared memory that a
   worker does to send its batch; the same for the old loader's worker (decode the whole
   windows, no crop). Wall ms through a real DataLoader with one worker are kept for reference;
-- the GPU's sample rate, estimated from FLOPs: ``torch.utils.flop_counter`` on the real backbone
-  at the training shape, a trained pass = 3 forwards (forward + backward), frozen and key
-  encoders one forward, at 320 TFLOP/s achieved (40 % of an H100's bf16 dense peak). AN
-  ESTIMATE, not a GPU measurement;
+- the GPU's sample rate, estimated from FLOPs: ``vsslpipe.train.flops`` (the counts `tables plan`
+  uses: ``torch.utils.flop_counter`` on the real backbone at the training shape, a trained pass =
+  3 forwards (forward + backward), frozen and key encoders one forward), per co-training phase,
+  at 320 TFLOP/s achieved (40 % of an H100's bf16 dense peak). AN ESTIMATE, not a GPU
+  measurement;
 - worker cores needed = GPU samples/s x CPU-s per sample (``gpu``: the worker's share plus the
   training process's host-side work per sample; the JPEG decode itself runs on the GPU).
 
@@ -40,7 +41,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from vsslpipe.config import from_dict, load_params
 from vsslpipe.data.clips import ClipDataset, make_loader
@@ -50,12 +50,12 @@ from vsslpipe.data.sampling import read_clip
 from vsslpipe.data.twostream import TwoStreamSampler, trained_stream
 from vsslpipe.data.views import JPEG_PREFIX, collate
 from vsslpipe.methods import METHODS, build_method, cvtcl
-from vsslpipe.models import build_backbone
 from vsslpipe.train.config import load_experiment
 from vsslpipe.train.engine import method_spec
+from vsslpipe.train.flops import ACHIEVED_FLOPS, training_cost
 from vsslpipe.train.frame_pretrain import load_frame_moco_config
 
-GPU_FLOPS = 320e12          # H100 bf16 dense ~800 TFLOP/s peak, 40 % achieved
+GPU_FLOPS = ACHIEVED_FLOPS  # H100 bf16 dense ~800 TFLOP/s peak, 40 % achieved
 CHANNELS = {"rgb": 3, "flow": 2}
 EXTRA = {   # the issue's MoCo / CVRL settings, used when params.yaml has no paper experiment of them
     "moco_paper_r3d_18": dict(method="moco", backbone="r3d_18", clip_len=16, stride=2, size=112,
@@ -161,46 +161,24 @@ def old_windows(cfg, epoch: int) -> list[tuple[str, int]]:
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------
-def fwd_flops(name: str, kwargs: dict, shape: tuple) -> int:
-    net = build_backbone(name, **kwargs).eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.zeros(1, *shape))
-    return counter.get_total_flops()
-
-
 def sample_flops(cfg, phase_epoch: int) -> float:
-    """FLOPs of one training sample's step (heads and losses are < 1 % and left out)."""
-    c = CHANNELS[cfg.modality]
-    args = dict(cfg.backbone_args)
-    if cfg.method == "image_moco":     # ResNet on frames: query 3 + key 1 forwards per frame
-        f = fwd_flops("frame_cnn", {**args, "in_channels": 3}, (3, 1, cfg.size, cfg.size))
-        return 4 * f * method_config(cfg).frames_per_video
-    f = fwd_flops(cfg.backbone, {**args, "in_channels": c}, (c, cfg.clip_len, cfg.size, cfg.size))
-    if cfg.method == "cvrl":
-        return 2 * 3 * f                                  # two trained views
-    if cfg.method == "moco":
-        return 3 * f + f
-    if cfg.method == "cacl":                              # (x, x_hat) x 2 views; frozen ResNet-50
-        t = method_config(cfg).transformer
-        frame = fwd_flops("frame_cnn", {"arch": t.get("frame_cnn", "resnet50"), "in_channels": 3},
-                          (3, 1, cfg.size, cfg.size))
-        return 2 * 2 * (3 * f + f) + 2 * cfg.clip_len * frame
-    mc = method_config(cfg)                               # cvtcl / coclr
-    trained = cfg.modality
-    if mc.stage == "cotrain":
-        trained = trained_stream(phase_epoch, mc.epochs_per_phase, mc.first_phase)
-        c = CHANNELS[trained]
-        frozen = 2 if trained == "rgb" else 3
-        f_frozen = fwd_flops(cfg.backbone, {**args, "in_channels": frozen},
-                             (frozen, cfg.clip_len, cfg.size, cfg.size))
-        f = fwd_flops(cfg.backbone, {**args, "in_channels": c}, (c, cfg.clip_len, cfg.size, cfg.size))
-    flops = 3 * f + f + (f_frozen if mc.stage == "cotrain" else 0)   # + the frozen query forward
-    if cvtcl.ltcl_on(mc, trained):                        # s1 trained, S sub-clips keyed
-        s = mc.num_subclips
-        length = mc.subclip_len or cfg.clip_len // s
-        sub = fwd_flops(cfg.backbone, {**args, "in_channels": c}, (c, length, cfg.size, cfg.size))
-        flops += 3 * sub + s * sub
-    return flops
+    """FLOPs of one training sample's step (vsslpipe.train.flops, the counts `tables plan` uses);
+    for co-training, those of the phase that ``phase_epoch`` falls in (one stream trained, the
+    other frozen) rather than the average over both phases."""
+    cost = training_cost(cfg)
+    mc = method_config(cfg) if cfg.method in ("cvtcl", "coclr") else None
+    if mc is None or mc.stage != "cotrain":
+        return cost.per_sample
+    trained = trained_stream(phase_epoch, mc.epochs_per_phase, mc.first_phase)
+
+    def stream_of(what: str):          # "rgb phase: ...", "LTCL ... (rgb)", or None (both phases)
+        return next((m for m in ("rgb", "flow")
+                     if what.startswith(f"{m} phase") or what.endswith(f"({m})")), None)
+
+    # training_cost weights each phase's passes by 1/2 (half the epochs each): undo that
+    phase = sum(2 * v for what, v in cost.parts if stream_of(what) == trained)
+    shared = sum(v for what, v in cost.parts if stream_of(what) is None)
+    return phase + shared          # + the memory banks re-embedded at each phase change
 
 
 # -- measurements --------------------------------------------------------------------------------
