@@ -86,3 +86,26 @@ def test_rendered_with_the_table_and_written_as_csv(tmp_path):
     write_table(table, table_frame(table, "rehearsal", {}, {}, 1), "rehearsal", tmp_path)
     assert not (tmp_path / "t.orderings.csv").exists()
     assert "orderings" not in to_markdown(table, frame, "rehearsal")
+
+
+def test_stated_orderings_are_tested_on_every_metric_and_validated():
+    from vsslpipe.errors import ConfigError
+    from vsslpipe.tables.definitions import parse_tables
+
+    table = TableDef(**{**_table().__dict__, "stated": ["c > a"]})
+    stated = [o for o in orderings.table_orderings(table, _frame(table)) if o.source == "stated"]
+    assert [(o.metric, o.higher, o.lower, o.paper_gap, o.verdict) for o in stated] == [
+        ("R@1", "c", "a", None, "reproduced")]
+    md = to_markdown(table, _frame(table), "demo")
+    assert "Orderings the paper states without numbers: 1 reproduced." in md
+    assert "| R@1 | C | A | (stated) |" in md
+
+    def parse(stated):
+        rows = [{"name": "a", "encoder": "cvrl_rgb"}, {"name": "b", "encoder": "cvrl_rgb"}]
+        return parse_tables({"definitions": {"t": {"title": "T", "paper": "P", "metrics": ["R@1"],
+                                                   "rows": rows, "stated": stated}}}, "x.yaml")
+
+    assert parse(["a > b"])[0]["t"].stated == ["a > b"]
+    for bad in (["a > z"], ["a, b"], ["a > a"]):
+        with pytest.raises(ConfigError, match=r"x.yaml: definitions.t.stated\[0\]: .*ROW > ROW"):
+            parse(bad)

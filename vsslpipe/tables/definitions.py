@@ -17,6 +17,7 @@ Schema (top level ``scales`` and ``definitions``)::
         floors:                    # random-init encoders shown below the rows
           - {encoder: random_tiny3d_rgb, row: rgb_all}   # that row's settings and network
         scale_set: {paper: {pretrain.defaults.backbone: s3d, ...}}   # this table's setup
+        stated: ["rgb_all > rgb_infonce"]   # orderings the paper states without numbers
         rows:
           - name: rgb_infonce                    # short id (experiment <table>-<row>-<scale>-s<k>)
             label: "RGB, InfoNCE only"            # as the paper's table writes it
@@ -73,6 +74,8 @@ class TableDef:
     seeds: Any = 1                                  # seeds per row: a number or {scale: number}
     floors: list = field(default_factory=list)      # RowDef(floor=True) per random-init encoder
     scale_set: dict = field(default_factory=dict)   # {scale: {key: value}} for this table only
+    # orderings the paper states without numbers, "row_a > row_b" (tested on every metric)
+    stated: list = field(default_factory=list)
     source: str = ""                                # the definitions file (for messages)
 
     def seeds_for(self, scale: str) -> int:
@@ -166,6 +169,12 @@ def parse_tables(section: Mapping, label: str = "tables") -> tuple[dict[str, Tab
         names = [r.name for r in parsed + floor_rows]
         if len(set(names)) != len(names):
             raise ConfigError(f"{where}: row and floor names must be unique")
+        row_names = {r.name for r in parsed}
+        for i, text in enumerate(table.stated):
+            pair = [part.strip() for part in str(text).split(">")]
+            if len(pair) != 2 or not set(pair) <= row_names or pair[0] == pair[1]:
+                raise ConfigError(f"{where}.stated[{i}]: {text!r}: expected 'ROW > ROW' with two "
+                                  f"of this table's rows ({', '.join(sorted(row_names))})")
         tables[name] = TableDef(**{**table.__dict__, "rows": parsed, "floors": floor_rows})
         for scale, overrides in table.scale_set.items():
             if scale not in SCALES or not isinstance(overrides, Mapping):
