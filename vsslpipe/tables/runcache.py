@@ -13,6 +13,7 @@ output, or, when that fails, what is below them is reported as unknown.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,22 @@ class StageStatus:
     ident: str = ""             # name, cmd, params values and upstream idents: the same work
     stage: Any = None           # the DVC stage object (cmd, deps, outs)
     below_run: str = ""         # an always-changed stage below one that runs: what it waits for
+
+
+def _pick(config: dict, keys: list) -> dict:
+    """``read_param_file(fs, path, keys, flatten=True)`` on an already loaded file: the dotted
+    keys present, by value (all of it when no keys are given)."""
+    import dpath
+
+    if not keys:
+        return config
+    picked = {}
+    for key in keys:
+        try:
+            picked[key] = dpath.get(config, key, separator=".")
+        except KeyError:
+            continue
+    return picked
 
 
 class RunCacheView:
@@ -244,6 +261,9 @@ class RunCacheView:
         order = [s for s in reversed(list(nx.topological_sort(graph))) if s in wanted]
         status: dict[str, StageStatus] = {}
         producers = {o.def_path: s.name for s in stages.values() for o in s.outs}
+        # the row's params file parsed once, not once per stage (YAML parsing was most of `tables
+        # plan`'s time); keys picked as read_param_file(..., flatten=True) picks them
+        config = read_param_file(LocalFileSystem(), str(params_file))
         for stage in order:
             st = StageStatus(stage.name, RUN, outs=[o.def_path for o in stage.outs], stage=stage)
             status[stage.name] = st
@@ -251,8 +271,10 @@ class RunCacheView:
             values = []
             for dep in stage.deps:
                 if isinstance(dep, ParamsDependency):
-                    dep.fill_values(read_param_file(LocalFileSystem(), str(params_file),
-                                                    list(dep.params or []) or None, flatten=True))
+                    dep.fill_values(_pick(config, list(dep.params or [])))
+                    # DVC's _can_hash asks each dep for its hash, which for params re-reads
+                    # the file; in the row's workspace that is the hash just filled
+                    dep.get_hash = functools.partial(lambda info: info, dep.hash_info)
                     values.append(dep.hash_info.value)
             st.ident = hashlib.sha256(json.dumps(
                 [stage.name, stage.cmd, values, sorted(u.ident for u in ups)],
