@@ -258,3 +258,42 @@ def test_unfinished_experiments_are_not_results(monkeypatch):
     assert found["t-done-demo-s0"]["rev"] == "a" * 40 and found["t-done-demo-s0"]["metrics"]
     assert found["t-killed-demo-s0"]["unfinished"] and not found["t-killed-demo-s0"]["metrics"]
     assert runner.stale_reason(found["t-killed-demo-s0"], {}, Path("."), set()) == "it did not finish"
+
+
+def test_a_row_saved_before_dvc_met_the_lock_is_done_not_rerun(tmp_path, monkeypatch):
+    """The experiment was saved, then DVC failed on the busy lock: the row is done (a retry
+    would fail with 'conflicts with existing experiment'), both attempts' output kept."""
+    import sys
+
+    from vsslpipe.tables import parallel
+
+    monkeypatch.setattr(parallel, "LOCK_WAIT_S", 0.01)
+    counter = tmp_path / "n"
+    refs = iter([None, "abc1234def"])            # before the first attempt, after it
+    monkeypatch.setattr(parallel, "experiment_commit", lambda root, name: next(refs))
+    script = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+              "p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1)); "
+              "print('ERROR: Unable to acquire lock. Most likely another DVC process'); sys.exit(1)")
+    outcomes = parallel.run_tasks([parallel.Task("row", [sys.executable, "-c", script, str(counter)])],
+                                  tmp_path, log=lambda line: None)
+    assert outcomes[0].returncode == 0 and outcomes[0].error == ""
+    assert counter.read_text() == "1"            # not started again
+    log = (tmp_path / ".vsslpipe/logs/row.log").read_text()
+    assert "Unable to acquire lock" in log and "saved (abc1234) before DVC met the busy lock" in log
+
+
+def test_experiment_commit_finds_an_experiment_ref(tmp_path):
+    import subprocess
+
+    from vsslpipe.tables.parallel import experiment_commit
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x")
+    head = git("rev-parse", "HEAD")
+    git("update-ref", f"refs/exps/ab/{head}/t-row-demo-s0", head)
+    assert experiment_commit(tmp_path, "t-row-demo-s0") == head
+    assert experiment_commit(tmp_path, "t-row-demo-s1") is None

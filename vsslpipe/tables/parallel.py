@@ -79,6 +79,19 @@ def task_env(root: Path, gpu: Optional[str], extra: Optional[dict] = None) -> di
     return env
 
 
+def experiment_commit(root: Path, name: str) -> Optional[str]:
+    """The commit of the DVC experiment ``name`` (``refs/exps/.../<name>``), or None."""
+    proc = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
+                          cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    for line in proc.stdout.splitlines():
+        commit, _, ref = line.partition(" ")
+        if ref.rsplit("/", 1)[-1] == name:
+            return commit
+    return None
+
+
 LOCK_BUSY = "Unable to acquire lock"
 LOCK_RETRIES, LOCK_WAIT_S = 30, 2.0
 
@@ -102,19 +115,36 @@ def run_tasks(tasks: Sequence[Task], root: Path, gpus: Optional[Sequence[str]] =
                 log(f"{task.name}: running" + (f" on GPU {gpu}" if gpu is not None else ""))
             # `dvc exp run --temp` holds the project's lock while it sets up its temporary copy;
             # a row starting at that moment fails at once with "Unable to acquire lock" without
-            # having run anything: wait and start it again.
+            # having run anything: wait and start it again. A row can also meet the lock after
+            # its experiment was saved (seen with -j 2: the retry then failed with "conflicts with
+            # existing experiment"): an experiment of that name that this task made counts as done.
+            before = experiment_commit(root, task.name)
+            returncode = 1
             for attempt in range(LOCK_RETRIES + 1):
-                with open(path, "w") as out:
+                with open(path, "w" if attempt == 0 else "a") as out:   # every attempt's output kept
+                    if attempt:
+                        out.write(f"\n--- attempt {attempt + 1} (the project's lock was busy) ---\n")
+                        out.flush()
                     proc = subprocess.run(task.cmd, cwd=root, env=task_env(root, gpu, task.env),
                                           stdout=out, stderr=subprocess.STDOUT, text=True)
+                returncode = proc.returncode
                 text = path.read_text(errors="replace")
-                if proc.returncode == 0 or LOCK_BUSY not in text or attempt == LOCK_RETRIES:
+                if returncode == 0 or LOCK_BUSY not in text.rsplit("\n--- attempt", 1)[-1]:
+                    break
+                made = experiment_commit(root, task.name)
+                if made is not None and made != before:
+                    returncode = 0
+                    with open(path, "a") as out:
+                        out.write(f"\nexperiment {task.name} was saved ({made[:7]}) before DVC met "
+                                  "the busy lock: done\n")
+                    break
+                if attempt == LOCK_RETRIES:
                     break
                 time.sleep(LOCK_WAIT_S * (1 + random.random()))
-            error = "" if proc.returncode == 0 else last_error_line(text)
+            error = "" if returncode == 0 else last_error_line(text)
             with lock:
                 log(f"{task.name}: {'done' if not error else 'FAILED: ' + error}")
-            return Outcome(task.name, proc.returncode, error, path, gpu)
+            return Outcome(task.name, returncode, error, path, gpu)
         except OSError as exc:      # the command could not start
             return Outcome(task.name, 127, f"{task.cmd[0]}: {exc.strerror}", path, gpu)
         finally:
