@@ -31,15 +31,11 @@ from .seeds import Job
 
 RETRIEVAL_JSON = "results/eval/{encoder}/retrieval.json"
 LINEAR_JSON = "results/eval/{encoder}/linear.json"
+_MISSING = object()
 
 
 def _has_key(params: Mapping, key: str) -> bool:
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return get_dotted(params, key, _MISSING) is not _MISSING
 
 
 def override_args(overrides: Mapping[str, Any], params: Optional[Mapping] = None) -> list[str]:
@@ -149,7 +145,6 @@ def row_lock(repo: Path, rev: str) -> Optional[dict]:
     return (yaml.safe_load(proc.stdout) or {}).get("stages") or {}
 
 
-_MISSING = object()
 
 
 def unrun_stage(locked: Mapping, stages: Sequence[str], expected_params: Mapping) -> Optional[str]:
