@@ -163,6 +163,9 @@ def show(
     """Render results/tables/NAME.md, .csv and .png (mean ± std over seeds beside published).
 
     Per row and random-init floor: our mean ± sample std over seeds and n, the published value.
+    Below the table (and in NAME.orderings.csv): each ordering the paper states, and each row
+    against its floor, tested by Welch's t-test over the seeds (reproduced / contradicted at
+    p < 0.05, else within noise).
 
     Only current rows count: a row's experiment run with other parameters or older source files
     is left out (and named), never shown as today's result.
