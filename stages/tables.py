@@ -152,15 +152,23 @@ def run(
         raise typer.Exit(1)
 
 
+def default_out_dir(scale: str) -> Path:
+    """results/tables for demo (the README's tables), results/tables/SCALE for the others."""
+    return Path("results/tables") if scale == "demo" else Path("results/tables") / scale
+
+
 @app.command("show")
 @report_user_errors
 def show(
     name: Annotated[str, typer.Argument(help="Table name.")],
     scale: ScaleOpt = "demo", seeds: SeedsOpt = None,
     params: ParamsOpt = None, tables: TablesOpt = None, repo: RepoOpt = Path("."),
-    out_dir: Annotated[Path, typer.Option(help="Where NAME.md, NAME.csv and NAME.png go.")] = Path("results/tables"),
+    out_dir: Annotated[Optional[Path], typer.Option(
+        help="Where NAME.md, NAME.csv and NAME.png go [default: results/tables for demo, "
+             "results/tables/SCALE for rehearsal and paper].", show_default=False)] = None,
 ) -> None:
     """Render results/tables/NAME.md, .csv and .png (mean ± std over seeds beside published).
+    Other scales than demo go to results/tables/SCALE/, so a rehearsal never replaces them.
 
     Per row and random-init floor: our mean ± sample std over seeds and n, the published value.
     Below the table (and in NAME.orderings.csv): each ordering the paper states, and each row
@@ -175,7 +183,7 @@ def show(
     from vsslpipe.tables.chart import write_chart
     from vsslpipe.tables.render import table_frame, to_markdown, write_table
     from vsslpipe.tables.runner import (beyond_database, existing_experiments, find_current,
-                                        row_metrics, row_stages, tracked_files)
+                                        row_metrics, row_stages, row_targets, tracked_files)
     from vsslpipe.tables.seeds import aggregate_rows
 
     table, count, jobs = _jobs(name, scale, seeds, None, params, repo, tables, validate=False)
@@ -188,7 +196,8 @@ def show(
     names: dict = {}
     beyond: dict = {}
     for job in jobs:
-        current, reason = find_current(job, found, expected(job), repo, tracked, stages_of(job))
+        current, reason = find_current(job, found, expected(job), repo, tracked, stages_of(job),
+                                       row_targets(job, raw))
         if current is None:
             if reason:
                 echo(f"tables: {job.name} left out: stale ({reason}); `vsslpipe tables run {name}` "
@@ -199,8 +208,9 @@ def show(
         beyond.setdefault(job.row.name, set()).update(beyond_database(found[current], job.row.encoder))
     frame = table_frame(table, scale, aggregate_rows(per_seed, table.metrics, count), names, count,
                         beyond)
-    md, csv = write_table(table, frame, scale, repo / out_dir)
-    png = write_chart(table, frame, scale, repo / out_dir / f"{table.name}.png")
+    out_dir = repo / (out_dir or default_out_dir(scale))
+    md, csv = write_table(table, frame, scale, out_dir)
+    png = write_chart(table, frame, scale, out_dir / f"{table.name}.png")
     typer.echo(to_markdown(table, frame, scale))
     echo(f"tables: {len(per_seed)}/{len(table.rows) + len(table.floors)} rows measured "
          f"({count} seed{'s' if count > 1 else ''} each) -> {md}, {csv}, {png}")

@@ -319,3 +319,52 @@ def test_only_the_rows_own_stages_count_for_staleness(tmp_path):
     assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain", "versions"]) is None
     (tmp_path / "train.py").write_text("a = 3\n")
     assert stale_reason(experiment, {}, tmp_path, tracked, ["pretrain"]) == "train.py changed"
+
+
+def test_a_floor_re_pointed_at_the_rows_checkpoint_is_judged_by_its_own_lock(tmp_path):
+    """A floor's overrides point its export at the row's checkpoint; the workspace graph still
+    puts the floor's default checkpoint stage upstream, whose lock entry (never run by the
+    floor) records other parameters. Only the stages the experiment's lock links to the
+    targets count (the rehearsal floor of cvtcl_table3 was shown stale for this)."""
+    import copy
+    import subprocess
+
+    import yaml
+
+    from vsslpipe.tables.runner import lock_closure, stale_reason
+
+    lock = {"schema": "2.0", "stages": {
+        "extract": {"cmd": "e", "params": {"params.yaml": {"extract.size": 128}},
+                    "outs": [{"path": "data/frames", "md5": "1.dir"}]},
+        "pretrain@cvrl_rgb": {"cmd": "p", "params": {"params.yaml": {"pretrain.size": 48}},
+                              "deps": [{"path": "data/frames", "md5": "1.dir"}],
+                              "outs": [{"path": "models/cvrl_rgb", "md5": "2.dir"}]},
+        "pretrain_cotrain": {"cmd": "c", "params": {"params.yaml": {"pretrain.size": 128}},
+                             "deps": [{"path": "data/frames", "md5": "1.dir"}],
+                             "outs": [{"path": "models/cotrain", "md5": "3.dir"}]},
+        "export@floor": {"cmd": "x", "deps": [{"path": "models/cotrain/final.pt", "md5": "4"},
+                                              {"path": "data/frames", "md5": "1.dir"}],
+                         "outs": [{"path": "results/floor/features.h5", "md5": "5"}]},
+        "retrieve@floor": {"cmd": "r", "deps": [{"path": "results/floor/features.h5", "md5": "5"}],
+                           "outs": [{"path": "results/floor/retrieval.json", "md5": "6"}]}}}
+    assert sorted(lock_closure(lock["stages"], ["retrieve@floor"])) == [
+        "export@floor", "extract", "pretrain_cotrain", "retrieve@floor"]
+    assert lock_closure(lock["stages"], ["linear@floor"]) is None     # not in the lock: unknown
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    git = dict(cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], **git)
+    subprocess.run(["git", "add", "."], **git)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], **git)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
+    expected = {"extract": {"size": 128}, "pretrain": {"size": 128}}
+    experiment = {"rev": rev, "params": copy.deepcopy(expected)}
+    workspace_graph = ["extract", "pretrain@cvrl_rgb", "export@floor", "retrieve@floor"]
+    assert stale_reason(experiment, expected, tmp_path, set(), workspace_graph) == (
+        "its stage pretrain@cvrl_rgb did not run with the row's parameters (an interrupted run)")
+    assert stale_reason(experiment, expected, tmp_path, set(), workspace_graph,
+                        ["retrieve@floor"]) is None
+    # a stage the row did need, left with other parameters (a killed run), still counts
+    expected["extract"]["size"] = experiment["params"]["extract"]["size"] = 112
+    assert stale_reason(experiment, expected, tmp_path, set(), workspace_graph,
+                        ["retrieve@floor"]) == (
+        "its stage extract did not run with the row's parameters (an interrupted run)")

@@ -218,6 +218,12 @@ def test_cli_ends_with_one_line_per_failed_row(tmp_path, monkeypatch):
     assert result.output.strip().splitlines()[-1] == (
         "failed: cvrl-sampling-uniform-demo-s1: error: out of memory")
     assert (tmp_path / "results/tables/cvrl_sampling.png").is_file()
+    # another scale renders beside, never over, the demo table
+    result = CliRunner().invoke(app, ["tables", "run", "cvrl_sampling", "--repo", str(tmp_path),
+                                      "--scale", "rehearsal", "--row", "linear", "--row", "uniform"])
+    assert (tmp_path / "results/tables/rehearsal/cvrl_sampling.md").is_file()
+    assert "Rehearsal" in (tmp_path / "results/tables/rehearsal/cvrl_sampling.md").read_text()
+    assert "Rehearsal" not in (tmp_path / "results/tables/cvrl_sampling.md").read_text()
 
 
 def test_a_row_that_met_a_busy_dvc_lock_starts_again(tmp_path, monkeypatch):

@@ -145,6 +145,35 @@ def row_lock(repo: Path, rev: str) -> Optional[dict]:
     return (yaml.safe_load(proc.stdout) or {}).get("stages") or {}
 
 
+def lock_closure(locked: Mapping, targets: Sequence[str]) -> Optional[list[str]]:
+    """``targets`` and every stage upstream of them, as the experiment's own dvc.lock links them
+    (a dependency inside another stage's output). A row's overrides can re-point a stage (a
+    random-init floor takes its architecture from the row's checkpoint), so the workspace's
+    graph may name stages the row never needed. None: a target is not in the lock."""
+    if any(t not in locked for t in targets):
+        return None
+    owner = {out["path"].rstrip("/"): stage for stage, entry in locked.items()
+             for out in (entry or {}).get("outs") or []}
+
+    def made_by(path: str) -> Optional[str]:
+        path = path.rstrip("/")
+        while path:
+            if path in owner:
+                return owner[path]
+            path = path.rpartition("/")[0]
+        return None
+
+    seen, todo = [], list(targets)
+    while todo:
+        stage = todo.pop()
+        if stage in seen:
+            continue
+        seen.append(stage)
+        for dep in (locked.get(stage) or {}).get("deps") or []:
+            up = made_by(dep.get("path", ""))
+            if up is not None and up != stage:
+                todo.append(up)
+    return seen
 
 
 def unrun_stage(locked: Mapping, stages: Sequence[str], expected_params: Mapping) -> Optional[str]:
@@ -166,8 +195,10 @@ def row_deps(repo: Path, rev: str, stages: Sequence[str]) -> Optional[dict[str, 
     stages the row never ran (their entries are the workspace's, possibly older), which would
     make a row look stale after any change to an unrelated stage. None: the lock is unreadable."""
     locked = row_lock(repo, rev)
-    if locked is None:
-        return None
+    return None if locked is None else _stage_deps(locked, stages)
+
+
+def _stage_deps(locked: Mapping, stages: Sequence[str]) -> dict[str, dict]:
     # what a stage of the experiment wrote (e.g. data/flow_versions.json) is a result of its
     # settings, not a source file that may have changed since
     made = {out["path"] for entry in locked.values() for out in entry.get("outs") or []}
@@ -180,14 +211,16 @@ def row_deps(repo: Path, rev: str, stages: Sequence[str]) -> Optional[dict[str, 
 
 
 def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
-                 tracked: set[str], stages: Optional[Sequence[str]] = None) -> Optional[str]:
+                 tracked: set[str], stages: Optional[Sequence[str]] = None,
+                 targets: Optional[Sequence[str]] = None) -> Optional[str]:
     """Why a finished row's experiment no longer stands for the workspace (None: it does).
 
     Stale when the parameters it ran with differ from ``expected_params`` (params.yaml with the
     row's overrides; a ``tables`` section of older runs aside), or when a git-tracked file it
     depended on (code, data/flow_versions.json) has changed since. Data outputs are functions
     of these. ``stages``: the stages the row runs (its targets and everything upstream); only
-    their dependencies count.
+    their dependencies count. ``targets``: the row's target stages; with them, the stages are
+    those the experiment's own lock puts upstream of the targets (:func:`lock_closure`).
     """
     if experiment.get("unfinished"):
         return "it did not finish"
@@ -196,12 +229,14 @@ def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
     key = _first_difference(ran, want)
     if key is not None:
         return f"parameter {key} differs"
-    if stages and experiment.get("rev"):
-        locked = row_lock(repo, experiment["rev"])
-        unrun = unrun_stage(locked, stages, expected_params) if locked is not None else None
+    locked = row_lock(repo, experiment["rev"]) if stages and experiment.get("rev") else None
+    if locked is not None and targets:
+        stages = lock_closure(locked, targets) or stages
+    if locked is not None:
+        unrun = unrun_stage(locked, stages, expected_params)
         if unrun is not None:
             return f"its stage {unrun} did not run with the row's parameters (an interrupted run)"
-    deps = row_deps(repo, experiment["rev"], stages) if stages and experiment.get("rev") else None
+    deps = _stage_deps(locked, stages) if locked is not None else None
     if deps is None:
         deps = experiment.get("deps") or {}
     for path, info in sorted(deps.items()):
@@ -213,14 +248,14 @@ def stale_reason(experiment: Mapping, expected_params: Mapping, repo: Path,
 
 
 def find_current(job: Job, existing: Mapping[str, dict], expected: Mapping, repo: Path,
-                 tracked: set[str], stages: Optional[Sequence[str]] = None
-                 ) -> tuple[Optional[str], Optional[str]]:
+                 tracked: set[str], stages: Optional[Sequence[str]] = None,
+                 targets: Optional[Sequence[str]] = None) -> tuple[Optional[str], Optional[str]]:
     """(the job's current experiment name or None, why its own-named run is stale or None).
     Seed 0 also accepts the name rows had before seeds (``<table>-<row>-<scale>``)."""
     reason = None
     for name in filter(None, (job.name, job.legacy_name)):
         if name in existing:
-            why = stale_reason(existing[name], expected, repo, tracked, stages)
+            why = stale_reason(existing[name], expected, repo, tracked, stages, targets)
             if why is None:
                 return name, None
             reason = reason or why
@@ -269,8 +304,8 @@ def run_jobs(repo: Path, jobs: Sequence[Job], params: Mapping, expected_for: Cal
     todo: list[tuple[Job, bool]] = []
     stages_of = row_stages(repo, params) if existing and not force else (lambda job: None)
     for job in jobs:
-        current, reason = (None, None) if force else find_current(job, existing, expected_for(job),
-                                                                  repo, tracked, stages_of(job))
+        current, reason = (None, None) if force else find_current(
+            job, existing, expected_for(job), repo, tracked, stages_of(job), row_targets(job, params))
         if current is not None:
             log(f"{current}: done before, reused")
             report.reused.append(current)
