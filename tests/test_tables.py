@@ -10,7 +10,7 @@ import yaml
 from vsslpipe.errors import ConfigError
 from vsslpipe.tables.definitions import TABLES_FILE, get_table, load_tables, row_overrides
 from vsslpipe.tables.render import table_frame, to_markdown
-from vsslpipe.tables.runner import override_args, row_command, row_metrics
+from vsslpipe.tables.runner import beyond_database, override_args, row_command, row_metrics
 from vsslpipe.tables.seeds import Job, aggregate_rows, make_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,6 +178,11 @@ def test_render_measured_beside_published(tmp_path):
         "results/eval/cvrl_rgb/linear.json": {"top1": 71.25, "top5": 99.0}}}
     measured = row_metrics(experiment, "cvrl_rgb")
     assert measured == {"R@1": 52.5, "R@5": 80.0, "linear_top1": 71.25, "linear_top5": 99.0}
+    # `dvc exp show` drops the JSON's list: the database size says which k are beyond it
+    shown = {"metrics": {"results/eval/cvrl_rgb/retrieval.json": {
+        "R@1": 0.0, "R@5": 75.0, "R@10": 100.0, "database": 8}}}
+    assert beyond_database(shown, "cvrl_rgb") == {"R@10"}
+    assert row_metrics(shown, "cvrl_rgb") == {"R@1": 0.0, "R@5": 75.0}
     stats = aggregate_rows({"a": {0: measured}}, table.metrics, 1)
     frame = table_frame(table, "demo", stats, {"a": ["t-a-demo-s0"]}, 1)
     assert list(frame.columns[:10]) == ["row", "label", "encoder", "kind", "n", "seeds", "R@1 mean",

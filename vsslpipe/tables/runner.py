@@ -365,6 +365,13 @@ def row_metrics(experiment: Mapping, encoder: str) -> dict[str, float]:
 
 
 def beyond_database(experiment: Mapping, encoder: str) -> set[str]:
-    """The R@k metrics the retrieval JSON flags: k larger than the database."""
+    """The R@k metrics whose k is larger than the retrieval database. The JSON's own list
+    (``k_beyond_database``) is not a metric `dvc exp show` passes on, so the database size decides
+    when the list is absent."""
     retrieval = (experiment.get("metrics") or {}).get(RETRIEVAL_JSON.format(encoder=encoder), {})
-    return {f"R@{k}" for k in retrieval.get("k_beyond_database") or []}
+    flagged = {f"R@{k}" for k in retrieval.get("k_beyond_database") or []}
+    database = retrieval.get("database")
+    if isinstance(database, (int, float)):
+        flagged |= {key for key in retrieval if key.startswith("R@") and key[2:].isdigit()
+                    and int(key[2:]) > database}
+    return flagged
