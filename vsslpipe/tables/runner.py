@@ -189,16 +189,11 @@ def unrun_stage(locked: Mapping, stages: Sequence[str], expected_params: Mapping
     return None
 
 
-def row_deps(repo: Path, rev: str, stages: Sequence[str]) -> Optional[dict[str, dict]]:
-    """{path: {"hash": md5}} of the dependencies of ``stages`` as the experiment ``rev`` ran them
-    (its own dvc.lock). `dvc exp show` flattens the deps of every stage of the lock, including
-    stages the row never ran (their entries are the workspace's, possibly older), which would
-    make a row look stale after any change to an unrelated stage. None: the lock is unreadable."""
-    locked = row_lock(repo, rev)
-    return None if locked is None else _stage_deps(locked, stages)
-
-
 def _stage_deps(locked: Mapping, stages: Sequence[str]) -> dict[str, dict]:
+    """{path: {"hash": md5}} of the dependencies of ``stages`` as the experiment's own dvc.lock
+    records them. `dvc exp show` flattens the deps of every stage of the lock, including stages
+    the row never ran (their entries are the workspace's, possibly older), which would make a
+    row look stale after any change to an unrelated stage."""
     # what a stage of the experiment wrote (e.g. data/flow_versions.json) is a result of its
     # settings, not a source file that may have changed since
     made = {out["path"] for entry in locked.values() for out in entry.get("outs") or []}
