@@ -289,13 +289,23 @@ def test_stale_rows_are_recognised(tmp_path):
     assert stale_reason(current, params, tmp_path, {"code.py"}) == "code.py changed"
 
 
+def _commit_lock(root, lock: dict) -> str:
+    """A git repository at ``root`` whose one commit holds ``lock`` as dvc.lock (and whatever
+    else is there): the experiment revision the staleness checks read the lock from."""
+    import subprocess
+
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    git = dict(cwd=root, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], **git)
+    subprocess.run(["git", "add", "."], **git)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], **git)
+    return subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
+
+
 def test_only_the_rows_own_stages_count_for_staleness(tmp_path):
     """`dvc exp show` flattens the deps of every stage in an experiment's dvc.lock, stages the
     row never ran included; only the deps of the row's own stages (its lock entries) count."""
     import hashlib
-    import subprocess
-
-    import yaml
 
     from vsslpipe.tables.runner import stale_reason
 
@@ -310,12 +320,7 @@ def test_only_the_rows_own_stages_count_for_staleness(tmp_path):
         "versions": {"cmd": "z", "outs": [{"path": "versions.json", "hash": "md5", "md5": md5("v2\n")}]}}}
     lock["stages"]["pretrain"]["deps"].append({"path": "versions.json", "hash": "md5", "md5": md5("v2\n")})
     (tmp_path / "versions.json").write_text("v1\n")   # the workspace's own run of that stage
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    git = dict(cwd=tmp_path, check=True, capture_output=True)
-    subprocess.run(["git", "init", "-q"], **git)
-    subprocess.run(["git", "add", "."], **git)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], **git)
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
+    rev = _commit_lock(tmp_path, lock)
     experiment = {"rev": rev, "params": {}, "deps": {"train.py": {"hash": md5("a = 1\n")},
                                                     "summary.py": {"hash": md5("old\n")}}}
     tracked = {"train.py", "summary.py", "versions.json"}
@@ -332,9 +337,6 @@ def test_a_floor_re_pointed_at_the_rows_checkpoint_is_judged_by_its_own_lock(tmp
     floor) records other parameters. Only the stages the experiment's lock links to the
     targets count (the rehearsal floor of cvtcl_table3 was shown stale for this)."""
     import copy
-    import subprocess
-
-    import yaml
 
     from vsslpipe.tables.runner import lock_closure, stale_reason
 
@@ -355,12 +357,7 @@ def test_a_floor_re_pointed_at_the_rows_checkpoint_is_judged_by_its_own_lock(tmp
     assert sorted(lock_closure(lock["stages"], ["retrieve@floor"])) == [
         "export@floor", "extract", "pretrain_cotrain", "retrieve@floor"]
     assert lock_closure(lock["stages"], ["linear@floor"]) is None     # not in the lock: unknown
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    git = dict(cwd=tmp_path, check=True, capture_output=True)
-    subprocess.run(["git", "init", "-q"], **git)
-    subprocess.run(["git", "add", "."], **git)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], **git)
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], **git, text=True).stdout.strip()
+    rev = _commit_lock(tmp_path, lock)
     expected = {"extract": {"size": 128}, "pretrain": {"size": 128}}
     experiment = {"rev": rev, "params": copy.deepcopy(expected)}
     workspace_graph = ["extract", "pretrain@cvrl_rgb", "export@floor", "retrieve@floor"]
